@@ -1,0 +1,5 @@
+import sys
+
+from mixvae.cli import main
+
+sys.exit(main())

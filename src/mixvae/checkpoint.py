@@ -1,0 +1,198 @@
+"""Saving and loading, safely: atomic writes, safetensors weights, and loads that never run code.
+
+A run folder holds ``config.yaml`` (the resolved RunConfig), ``model.safetensors`` (the latest
+weights) and ``checkpoints/step-XXXXXXXX.pt`` (everything needed to resume exactly: weights,
+optimiser state, random generator states, counters, history), read back with
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from mixvae.config import ConfigError, RunConfig, config_from_dict
+
+__all__ = [
+    "CheckpointError",
+    "atomic_write",
+    "save_config",
+    "load_config",
+    "save_weights",
+    "load_weights",
+    "save_checkpoint",
+    "load_checkpoint",
+    "latest_checkpoint",
+    "load_run",
+]
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_DIR = "checkpoints"
+_CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint or run folder cannot be used; the message says which file and why."""
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part:
+    a temporary file in the same folder, fsync, then ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    try:  # make the rename itself durable
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError:
+        pass
+
+
+def save_config(run_dir: Path, cfg: RunConfig) -> None:
+    atomic_write(Path(run_dir) / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=True).encode())
+
+
+def load_config(path: Path) -> RunConfig:
+    """Read a RunConfig from a run folder or a YAML/TOML/JSON file."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILE
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist: expected a run folder made by 'mixvae train' or a config file")
+    try:
+        text = path.read_text()
+        if path.suffix == ".toml":
+            import tomllib
+
+            d = tomllib.loads(text)
+        else:
+            d = yaml.safe_load(text)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable YAML/TOML config: {str(e).splitlines()[0]}") from None
+    try:
+        return config_from_dict(d or {})
+    except ConfigError as e:
+        raise CheckpointError(f"{path}: {e}") from None
+
+
+def save_weights(path: Path, module: torch.nn.Module, cfg: RunConfig) -> None:
+    tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
+    atomic_write(Path(path), st_save(tensors, metadata={"config": cfg.to_json()}))
+
+
+def load_weights(path: Path, module: torch.nn.Module) -> None:
+    """Load safetensors weights into ``module``, refusing files that do not fit it."""
+    path = Path(path)
+    try:
+        tensors = st_load(path.read_bytes())
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist: the run folder holds no trained model") from None
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{path} is corrupt or truncated ({str(e).splitlines()[0]})") from None
+    _load_state(module, tensors, path)
+
+
+def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    own = module.state_dict()
+    missing = sorted(set(own) - set(state))
+    extra = sorted(set(state) - set(own))
+    wrong = sorted(k for k in set(own) & set(state) if tuple(own[k].shape) != tuple(state[k].shape))
+    if missing or extra or wrong:
+        what = (missing[:1] and f"missing {missing[0]}") or (extra[:1] and f"unexpected {extra[0]}") or (
+            f"{wrong[0]} has shape {tuple(state[wrong[0]].shape)}, expected {tuple(own[wrong[0]].shape)}"
+        )
+        raise CheckpointError(f"{where} was made with another model configuration ({what})")
+    module.load_state_dict(state)
+
+
+def checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / CHECKPOINT_DIR / f"step-{step:08d}.pt"
+
+
+def save_checkpoint(run_dir: Path, step: int, state: dict[str, Any], keep: int = 2) -> Path:
+    """Write ``state`` atomically as checkpoints/step-<step>.pt and keep only the newest ``keep``."""
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    path = checkpoint_path(run_dir, step)
+    atomic_write(path, buf.getvalue())
+    for old in _checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+    return path
+
+
+def _checkpoints(run_dir: Path) -> list[Path]:
+    folder = Path(run_dir) / CHECKPOINT_DIR
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if _CKPT_RE.match(p.name))
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """Read a checkpoint with ``weights_only=True``: a file that would run code is refused."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"{path} does not exist") from None
+    except Exception as e:  # torch raises many kinds for corrupt, truncated or unsafe files
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
+            raise CheckpointError(f"{path} was refused: it asks to run code on load, which mixvae never does") from None
+        raise CheckpointError(f"{path} is corrupt or truncated ({first[:200]})") from None
+    if not isinstance(state, dict) or "model" not in state or "step" not in state:
+        raise CheckpointError(f"{path} is not a mixvae checkpoint (expected model weights and counters)")
+    return state
+
+
+def latest_checkpoint(run_dir: Path) -> Path | None:
+    """The newest checkpoint of a run folder, or None when it has none."""
+    found = _checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def read_config_json(text: str) -> RunConfig:
+    try:
+        return config_from_dict(json.loads(text))
+    except (json.JSONDecodeError, ConfigError) as e:
+        raise CheckpointError(f"the stored configuration is unreadable ({e})") from None
+
+
+def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunConfig]:
+    """Rebuild a trained model from its run folder (config.yaml + model.safetensors)."""
+    from mixvae.model import MixtureModule
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir} is not a run folder: expected a folder made by 'mixvae train'")
+    cfg = load_config(run_dir)
+    module = MixtureModule(cfg.model)
+    load_weights(run_dir / WEIGHTS_FILE, module)
+    module.to(device).eval()
+    return module, cfg

@@ -1,0 +1,150 @@
+"""Figures: image grids (samples, reconstructions, the seed-style progress figure), the confusion
+matrix, and training curves. Every function writes a PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["image_grid", "progress_figure", "sample_grid", "confusion_figure", "curves_figure", "usage_figure"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def image_grid(images: np.ndarray, shape: tuple[int, int], pad: int = 1) -> np.ndarray:
+    """Tile images (rows, cols, D) or (rows, cols, H, W) in [0, 1] into one (R*H, C*W) array."""
+    rows, cols = images.shape[:2]
+    h, w = shape
+    imgs = images.reshape(rows, cols, h, w)
+    out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad), dtype=np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            y, x = pad + r * (h + pad), pad + c * (w + pad)
+            out[y:y + h, x:x + w] = imgs[r, c]
+    return out
+
+
+def _save_grid(grid: np.ndarray, path: Path, row_labels: Sequence[str] | None, title: str | None,
+               col_labels: Sequence[str] | None = None, cell: float = 0.45) -> Path:
+    plt = _plt()
+    h, w = grid.shape
+    fig_w = max(3.0, w / 29 * cell + (0.8 if row_labels else 0.2))
+    fig_h = max(1.5, h / 29 * cell + (0.5 if title else 0.2) + (0.3 if col_labels else 0))
+    fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xticks([])
+    n_rows = len(row_labels) if row_labels else 0
+    if row_labels:
+        step = h / n_rows
+        ax.set_yticks([step * (i + 0.5) for i in range(n_rows)], list(row_labels), fontsize=7)
+    else:
+        ax.set_yticks([])
+    if col_labels:
+        step = w / len(col_labels)
+        ax.set_xticks([step * (i + 0.5) for i in range(len(col_labels))], list(col_labels), fontsize=7)
+        ax.xaxis.tick_top()
+    for s in ax.spines.values():
+        s.set_visible(False)
+    if title:
+        ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def progress_figure(frames: np.ndarray, shape: tuple[int, int], path: Path) -> Path:
+    """The seed post's figure: one fixed z per epoch decoded by every expert; frames (E, K, D)."""
+    frames = np.asarray(frames)
+    E, K = frames.shape[:2]
+    shown = np.arange(E) if E <= 40 else np.unique(np.linspace(0, E - 1, 40).round().astype(int))
+    labels = [f"epoch {i + 1}" for i in shown]
+    return _save_grid(image_grid(frames[shown], shape), path, labels, "one z per epoch, decoded by each expert",
+                      [f"E{k}" for k in range(K)])
+
+
+def sample_grid(samples: np.ndarray, shape: tuple[int, int], path: Path, row_labels: Sequence[str] | None = None,
+                title: str | None = None) -> Path:
+    """A grid with one row per expert; samples (K, n, D)."""
+    return _save_grid(image_grid(np.asarray(samples), shape), path, row_labels, title)
+
+
+def confusion_figure(conf: np.ndarray, path: Path, matched: Sequence[int] | None = None,
+                     class_names: Sequence[str] | None = None) -> Path:
+    """Confusion matrix, experts (rows, ordered by matched class) x true classes (columns)."""
+    plt = _plt()
+    conf = np.asarray(conf)
+    order = np.argsort(matched, kind="stable") if matched is not None else np.arange(conf.shape[0])
+    c = conf[order]
+    fig, ax = plt.subplots(figsize=(0.5 * c.shape[1] + 2, 0.45 * c.shape[0] + 1.5), dpi=110)
+    ax.imshow(c / np.maximum(c.sum(1, keepdims=True), 1), cmap="Blues", vmin=0, vmax=1)
+    for i in range(c.shape[0]):
+        for j in range(c.shape[1]):
+            ax.text(j, i, str(c[i, j]), ha="center", va="center", fontsize=6,
+                    color="white" if c[i, j] > 0.5 * max(c[i].sum(), 1) else "black")
+    names = list(class_names) if class_names else [str(j) for j in range(c.shape[1])]
+    ax.set_xticks(range(c.shape[1]), names, fontsize=7, rotation=45 if class_names else 0)
+    ax.set_yticks(range(c.shape[0]), [f"expert {k}" for k in order], fontsize=7)
+    ax.set_xlabel("true class (evaluation only)")
+    ax.set_title("routing vs. labels", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def curves_figure(records: list[dict], path: Path) -> Path:
+    """Loss and test metrics against epochs."""
+    plt = _plt()
+    epochs = [r["epoch"] for r in records]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=110)
+    for key in ("loss", "mixture", "recon", "kl"):
+        vals = [r.get(key) for r in records]
+        if all(v is not None for v in vals):
+            axes[0].plot(epochs, vals, label=key)
+    axes[0].set_xlabel("epoch")
+    axes[0].set_title("training loss (per image)", fontsize=9)
+    axes[0].legend(fontsize=7)
+    for key in ("test_acc", "test_nmi", "test_ari"):
+        vals = [r.get(key) for r in records]
+        if all(v is not None for v in vals):
+            axes[1].plot(epochs, vals, marker=".", label=key[5:].upper())
+    axes[1].set_xlabel("epoch")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_title("test clustering (labels used only to evaluate)", fontsize=9)
+    axes[1].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def usage_figure(records: list[dict], path: Path) -> Path:
+    """Share of test images routed to each expert, per epoch (stacked)."""
+    plt = _plt()
+    recs = [r for r in records if "usage" in r]
+    fig, ax = plt.subplots(figsize=(6, 3), dpi=110)
+    if recs:
+        u = np.array([r["usage"] for r in recs])  # (E, K)
+        ax.stackplot([r["epoch"] for r in recs], u.T, labels=[f"E{k}" for k in range(u.shape[1])])
+        ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1, 0.5))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of test images")
+    ax.set_ylim(0, 1)
+    ax.set_title("expert usage", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)

@@ -1,0 +1,57 @@
+import dataclasses
+
+import pytest
+
+from mixvae.config import PRESETS, ConfigError, ModelConfig, TrainConfig, config_from_dict, preset
+
+
+def test_seed_preset_is_the_notebook():
+    cfg = preset("seed")
+    m, t = cfg.model, cfg.train
+    assert (m.n_components, m.latent_dim, m.hidden, m.manager_hidden) == (10, 10, (128,), (128,))
+    assert (m.activation, m.manager_activation, m.likelihood, m.gaussian_std) == ("sigmoid", "sigmoid", "gaussian", 0.5)
+    assert (m.min_var, m.init, m.objective, m.balance, m.balance_weight) == (1e-5, "glorot_uniform", "seed", "variance", 0.1)
+    assert (t.lr, t.batch_size, t.epochs, t.seed) == (1e-3, 100, 100, 42)
+
+
+def test_every_preset_builds():
+    for name in PRESETS:
+        assert preset(name).preset == name
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        (dict(n_components=0), "n_components"),
+        (dict(latent_dim=-1), "latent_dim"),
+        (dict(likelihood="poisson"), "likelihood"),
+        (dict(balance="max"), "balance"),
+        (dict(hidden=(0,)), "hidden"),
+    ],
+)
+def test_bad_model_config_names_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        ModelConfig(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs, field", [(dict(lr=0), "lr"), (dict(lr=-1e-3), "lr"), (dict(batch_size=0), "batch_size"),
+                                           (dict(epochs=0), "epochs")])
+def test_bad_train_config_names_the_field(kwargs, field):
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_preset_and_option():
+    with pytest.raises(ConfigError, match="preset"):
+        preset("nope")
+    with pytest.raises(ConfigError, match="model.widht"):
+        config_from_dict({"model": {"widht": 3}}, base=preset("seed"))
+
+
+def test_config_round_trip_and_string_values():
+    cfg = config_from_dict({"model": {"hidden": "[64, 32]", "latent_dim": "4"}, "train": {"lr": "0.01"}},
+                           base=preset("seed"))
+    assert cfg.model.hidden == (64, 32) and cfg.model.latent_dim == 4 and cfg.train.lr == 0.01
+    again = config_from_dict(cfg.to_dict())
+    assert again == cfg
+    assert dataclasses.is_dataclass(again.model)

@@ -1,0 +1,132 @@
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import adjusted_rand_score
+
+from mixvae import checkpoint as ckpt
+from mixvae.config import ModelConfig, RunConfig, TrainConfig
+from mixvae.train import TrainingError, fit, nearest_neighbors, predict_proba
+
+from conftest import blobs
+
+
+def blob_config(**train) -> RunConfig:
+    """A small model for 8x8 blobs; with the neighbour regulariser the manager learns from it alone."""
+    model = ModelConfig(n_components=4, image_shape=(8, 8), latent_dim=2, hidden=(32,), manager_hidden=(32,),
+                        activation="relu", manager_activation="relu", likelihood="bernoulli", init="torch",
+                        objective="elbo", balance="kl", balance_weight=1.0,
+                        route_by_loss=train.get("router_reg", "none") == "none")
+    t = dict(epochs=8, batch_size=40, lr=3e-3, seed=0)
+    t.update(train)
+    return RunConfig(preset="test", data="blobs", model=model, train=TrainConfig(**t))
+
+
+def test_recovers_a_known_mixture():
+    x, y = blobs(n_per=100, k=4)
+    cfg = blob_config(router_reg="neighbors", router_neighbors=5, router_pca=8, router_entropy=5.0)
+    module, history = fit(cfg, x, x, y, log=None, progress=False)
+    pred = predict_proba(module, x).argmax(1)
+    assert adjusted_rand_score(y, pred) > 0.9
+    assert len(history) == 8 and history[-1]["test_ari"] > 0.9
+    assert history[-1]["experts_used"] == 4
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_recovery_does_not_depend_on_the_seed(seed):
+    x, y = blobs(n_per=100, k=4, seed=seed)
+    cfg = blob_config(router_reg="neighbors", router_neighbors=5, router_pca=8, router_entropy=5.0, epochs=6, seed=seed)
+    module, _ = fit(cfg, x, log=None, progress=False)
+    assert adjusted_rand_score(y, predict_proba(module, x).argmax(1)) > 0.9
+
+
+def test_nearest_neighbors_are_nearest():
+    x, y = blobs(n_per=30, k=3)
+    nb = nearest_neighbors(x, 4, dims=64)
+    assert nb.shape == (90, 4)
+    assert not torch.any(nb == torch.arange(90)[:, None])
+    assert (y[nb.numpy()] == y[:, None]).mean() > 0.95
+
+
+def test_run_folder_contents(tmp_path):
+    x, y = blobs(n_per=20, k=4)
+    fit(blob_config(epochs=2), x, x, y, run_dir=tmp_path, log=None, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in records] == [1, 2]
+    for key in ("loss", "recon", "kl", "balance", "test_acc", "test_nmi", "test_ari", "usage", "routing_entropy",
+                "seconds"):
+        assert key in records[-1]
+    assert (tmp_path / "progress.png").stat().st_size > 0
+    assert len(list((tmp_path / "checkpoints").glob("step-*.pt"))) == 2
+
+
+def test_save_load_round_trip(tmp_path):
+    x, y = blobs(n_per=20, k=4)
+    cfg = blob_config(epochs=1)
+    module, _ = fit(cfg, x, run_dir=tmp_path, log=None, progress=False)
+    ckpt.save_config(tmp_path, cfg)
+    loaded, cfg2 = ckpt.load_run(tmp_path)
+    assert cfg2 == cfg
+    a, b = module.state_dict(), loaded.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(predict_proba(module, x), predict_proba(loaded, x))
+
+
+def _params_and_optimizer(module, run_dir):
+    state = ckpt.load_checkpoint(ckpt.latest_checkpoint(run_dir))
+    return module.state_dict(), state["optimizer"]
+
+
+@pytest.mark.parametrize("stop_at", [7, 10])  # mid-epoch and at an epoch boundary (10 steps per epoch)
+def test_resume_is_exact(tmp_path, stop_at):
+    x, _ = blobs(n_per=100, k=4)
+    cfg = blob_config(epochs=2, batch_size=40, router_reg="neighbors", router_neighbors=3, router_pca=8)
+    straight, _ = fit(cfg, x, run_dir=tmp_path / "a", log=None, progress=False)
+    fit(cfg, x, run_dir=tmp_path / "b", log=None, progress=False, max_steps=stop_at)
+    resumed, history = fit(cfg, x, run_dir=tmp_path / "b", resume=True, log=None, progress=False)
+    p1, o1 = _params_and_optimizer(straight, tmp_path / "a")
+    p2, o2 = _params_and_optimizer(resumed, tmp_path / "b")
+    for k in p1:
+        assert torch.equal(p1[k], p2[k]), k
+    for pid, s in o1["state"].items():
+        for name, v in s.items():
+            assert torch.equal(v, o2["state"][pid][name]), (pid, name)
+    assert [r["epoch"] for r in history.records] == [1, 2]
+
+
+def test_non_finite_loss_stops_with_a_message(tmp_path):
+    x, _ = blobs(n_per=20, k=4)
+    cfg = blob_config(epochs=3, lr=1e30)
+    with pytest.raises(TrainingError, match=r"epoch \d+, step \d+"):
+        fit(cfg, x, run_dir=tmp_path, log=None, progress=False)
+
+
+def test_checkpoint_that_runs_code_is_refused(tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (print, ("this ran",))
+
+    path = tmp_path / "checkpoints" / "step-00000001.pt"
+    path.parent.mkdir()
+    torch.save({"model": Evil(), "step": 1}, path)
+    with pytest.raises(ckpt.CheckpointError, match="run code"):
+        ckpt.load_checkpoint(path)
+
+
+def test_corrupt_and_mismatched_weights_are_refused(tmp_path):
+    x, _ = blobs(n_per=20, k=4)
+    cfg = blob_config(epochs=1)
+    module, _ = fit(cfg, x, run_dir=tmp_path, log=None, progress=False)
+    ckpt.save_config(tmp_path, cfg)
+    weights = tmp_path / "model.safetensors"
+    data = weights.read_bytes()
+    weights.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ckpt.CheckpointError, match="corrupt or truncated"):
+        ckpt.load_run(tmp_path)
+    weights.write_bytes(data)
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, latent_dim=3))
+    ckpt.save_config(tmp_path, other)
+    with pytest.raises(ckpt.CheckpointError, match="another model configuration"):
+        ckpt.load_run(tmp_path)
