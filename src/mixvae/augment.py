@@ -1,0 +1,65 @@
+"""Small random deformations of images, for routing that is invariant to them.
+
+The manager regularisers compare the routing of two views of an image (or of an image and its
+neighbour); each view is the image under a random affine map: rotation, scaling, translation and,
+for data without a natural orientation, a horizontal flip.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.nn import functional as F
+
+__all__ = ["random_affine"]
+
+
+def random_affine(
+    x: torch.Tensor,
+    shape: tuple[int, int],
+    generator: torch.Generator | None = None,
+    rotate: float = 15.0,
+    scale: tuple[float, float] = (0.9, 1.1),
+    translate: float = 0.1,
+    flip: bool = False,
+) -> torch.Tensor:
+    """Apply an independent random affine map to each image.
+
+    Parameters
+    ----------
+    x
+        Images (B, D) with D = H * W, values in [0, 1].
+    shape
+        (H, W).
+    generator
+        Source of randomness (on the CPU), so that a run repeats exactly.
+    rotate
+        Largest rotation in degrees (uniform in [-rotate, rotate]).
+    scale
+        Range of the zoom factor.
+    translate
+        Largest shift, as a fraction of the image size.
+    flip
+        Also mirror half of the images left to right.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, D) deformed images, zero outside the original frame.
+    """
+    B = x.shape[0]
+    h, w = shape
+    u = torch.rand(B, 5, generator=generator).to(x.device)  # (B, 5) uniform draws
+    angle = (u[:, 0] * 2 - 1) * rotate * math.pi / 180
+    s = scale[0] + u[:, 1] * (scale[1] - scale[0])
+    tx, ty = (u[:, 2] * 2 - 1) * translate, (u[:, 3] * 2 - 1) * translate
+    cos, sin = torch.cos(angle) / s, torch.sin(angle) / s
+    theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
+    if flip:
+        sign = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
+        theta[:, 0, 0] = theta[:, 0, 0] * sign
+        theta[:, 1, 0] = theta[:, 1, 0] * sign
+    grid = F.affine_grid(theta.to(x.dtype), (B, 1, h, w), align_corners=False)  # (B, H, W, 2)
+    out = F.grid_sample(x.view(B, 1, h, w), grid, align_corners=False)  # (B, 1, H, W)
+    return out.view(B, h * w)
