@@ -4,4 +4,14 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["MixtureVAE", "__version__"]
+
+
+def __getattr__(name: str):
+    # the estimator pulls in torch and scikit-learn: import it on first use, so that
+    # ``mixvae --help`` stays instant
+    if name == "MixtureVAE":
+        from mixvae.estimator import MixtureVAE
+
+        return MixtureVAE
+    raise AttributeError(f"module 'mixvae' has no attribute {name!r}")

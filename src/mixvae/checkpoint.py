@@ -14,7 +14,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import yaml
@@ -26,6 +26,7 @@ from mixvae.config import ConfigError, RunConfig, config_from_dict
 
 __all__ = [
     "CheckpointError",
+    "UnsafeCheckpointError",
     "atomic_write",
     "save_config",
     "load_config",
@@ -34,6 +35,8 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
+    "load_latest_checkpoint",
+    "remove_temp_files",
     "load_run",
 ]
 
@@ -45,6 +48,10 @@ _CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
 
 class CheckpointError(ValueError):
     """A checkpoint or run folder cannot be used; the message says which file and why."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A checkpoint asks to run code when loaded; it is refused and never replaced by an older one."""
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -164,7 +171,9 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except Exception as e:  # torch raises many kinds for corrupt, truncated or unsafe files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            raise CheckpointError(f"{path} was refused: it asks to run code on load, which mixvae never does") from None
+            raise UnsafeCheckpointError(
+                f"{path} was refused: it asks to run code on load, which mixvae never does"
+            ) from None
         raise CheckpointError(f"{path} is corrupt or truncated ({first[:200]})") from None
     if not isinstance(state, dict) or "model" not in state or "step" not in state:
         raise CheckpointError(f"{path} is not a mixvae checkpoint (expected model weights and counters)")
@@ -175,6 +184,42 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint of a run folder, or None when it has none."""
     found = _checkpoints(run_dir)
     return found[-1] if found else None
+
+
+def load_latest_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = None) -> tuple[Path, dict[str, Any]]:
+    """The newest checkpoint of ``run_dir`` that loads, and its state.
+
+    A corrupt or truncated checkpoint (say, from a disk that filled up) is passed over for the one
+    before it, with a message to ``warn``; one that asks to run code stops everything.
+    """
+    found = _checkpoints(run_dir)
+    if not found:
+        raise CheckpointError(f"{run_dir} holds no checkpoint to resume from")
+    failed: list[CheckpointError] = []
+    for path in reversed(found):
+        try:
+            state = load_checkpoint(path)
+        except UnsafeCheckpointError:
+            raise
+        except CheckpointError as e:
+            failed.append(e)
+            continue
+        for e in failed:
+            if warn is not None:
+                warn(f"{e}; resuming from the one before, {path.name}")
+        return path, state
+    raise CheckpointError(f"{run_dir} holds no checkpoint that loads: {failed[0]}")
+
+
+def remove_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files that an interrupted :func:`atomic_write` left in a run folder."""
+    gone = []
+    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINT_DIR):
+        if folder.is_dir():
+            for p in folder.glob(".*.tmp"):
+                p.unlink(missing_ok=True)
+                gone.append(p)
+    return gone
 
 
 def read_config_json(text: str) -> RunConfig:

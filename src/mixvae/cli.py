@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,8 +25,19 @@ class UsageError(ValueError):
     """A problem with what the user asked for."""
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (no usage block), like every other mixvae error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"mixvae: error: {message} (see 'mixvae --help')\n")
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"mixvae: warning: {str(message).strip().splitlines()[0]}", file=sys.stderr)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="mixvae",
         description="Unsupervised clustering and per-cluster generation of images with a mixture of VAEs.",
     )
@@ -53,8 +65,12 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--max-steps", type=int, help="stop after this many optimiser steps in total")
     t.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:1, mps")
     t.add_argument("--threads", type=int, help="CPU threads for torch")
+    t.add_argument("--compile", action="store_true",
+                   help="compile the loss with torch.compile (faster steps after a slow first one)")
     t.add_argument("--detect-anomaly", action="store_true", help="find the operation that produced NaN or inf")
     t.add_argument("--quiet", action="store_true", help="no progress bar or per-epoch lines")
+    t.add_argument("--tensorboard", action="store_true",
+                   help="also log per-epoch scalars to RUN/tensorboard (needs: pip install 'mixvae[tensorboard]')")
 
     e = sub.add_parser("evaluate", help="evaluate a run on its test and train splits; writes RUN/eval.json")
     e.add_argument("run", type=Path)
@@ -74,14 +90,23 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("run", type=Path)
     pr.add_argument("files", nargs="+", type=Path, help="image files (PNG/JPEG) or .npy/.npz arrays")
 
+    rp = sub.add_parser("report", help="write RUN/report.html: figures, metrics and config on one offline page")
+    rp.add_argument("run", type=Path)
+    rp.add_argument("--device", default="cpu")
+
     sub.add_parser("presets", help="list the named presets")
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
     try:
-        return int(COMMANDS[args.command](args) or 0)
+        args = _parser().parse_args(argv)
+    except SystemExit as e:  # --help (0) or a usage error (2), already printed
+        return e.code if isinstance(e.code, int) else EXIT_USAGE
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning  # one line each, without the source line
+            return int(COMMANDS[args.command](args) or 0)
     except KeyboardInterrupt:
         print("mixvae: interrupted; a run can be continued with 'mixvae train --resume RUN'", file=sys.stderr)
         return 130
@@ -129,18 +154,34 @@ def _set_pairs(items: list[str]) -> dict[str, Any]:
     return out
 
 
+def _file_values(path: Path) -> dict[str, Any]:
+    """The mapping a YAML/TOML config file (or a run folder's config.yaml) writes, as written."""
+    import yaml
+
+    from mixvae.checkpoint import CONFIG_FILE
+
+    path = Path(path)
+    path = path / CONFIG_FILE if path.is_dir() else path
+    if path.suffix == ".toml":
+        import tomllib
+
+        return tomllib.loads(path.read_text())
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def resolve_config(args: argparse.Namespace, image_shape: tuple[int, int] | None = None):
     """defaults < preset < config file < flags (--set, then the named flags)."""
     from mixvae.checkpoint import load_config
     from mixvae.config import config_from_dict, preset
 
-    file_cfg = load_config(args.config) if args.config else None
+    file_cfg = load_config(args.config) if args.config else None  # checks the whole file first
     name = args.preset or (file_cfg.preset if file_cfg else "default")
-    cfg = preset(name)
+    # a preset named on the command line must exist; one named in a saved file may be a custom run's
+    cfg = preset(name) if args.preset or file_cfg is None else config_from_dict({"preset": name})
     if file_cfg is not None:
-        cfg = config_from_dict(file_cfg.to_dict(), base=cfg)
-        if args.preset and args.preset != file_cfg.preset:
-            cfg = config_from_dict({"preset": args.preset}, base=cfg)
+        # only the values the file writes: those it leaves out come from the preset, not the file's own
+        values = {k: v for k, v in _file_values(args.config).items() if k != "preset"}
+        cfg = config_from_dict(values, base=cfg)
     flags: dict[str, Any] = _set_pairs(args.set)
     model, train = flags.setdefault("model", {}), flags.setdefault("train", {})
     for flag, section, key in (
@@ -162,7 +203,8 @@ def resolve_config(args: argparse.Namespace, image_shape: tuple[int, int] | None
     return cfg
 
 
-def _prepare_run_dir(out: Path, cfg, overwrite: bool) -> None:
+def _prepare_run_dir(out: Path, cfg, overwrite: bool, remove: bool = True) -> None:
+    """Refuse to mix two runs in one folder; with --overwrite (and ``remove``) clear the old one."""
     from mixvae.checkpoint import CONFIG_FILE, load_config
 
     if out.exists() and not out.is_dir():
@@ -180,9 +222,13 @@ def _prepare_run_dir(out: Path, cfg, overwrite: bool) -> None:
                 )
         elif not overwrite:
             raise UsageError(f"{out} already holds this run: use --resume {out} to continue it or --overwrite")
+        if not remove:
+            return
         for name in ("checkpoints",):
             shutil.rmtree(out / name, ignore_errors=True)
-        for name in ("metrics.jsonl", "model.safetensors", "eval.json", "progress.png", CONFIG_FILE):
+        for name in ("metrics.jsonl", "model.safetensors", "eval.json", "progress.png", CONFIG_FILE, "report.html",
+                     "curves.png", "usage.png", "samples.png", "reconstructions.png", "traversals.png",
+                     "confusion.png"):
             (out / name).unlink(missing_ok=True)
 
 
@@ -225,7 +271,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if len(train) < cfg.model.n_components:
         raise UsageError(f"{cfg.data} has {len(train)} images, fewer than the {cfg.model.n_components} experts")
     if args.resume is None:
-        _prepare_run_dir(out, cfg, args.overwrite)
+        # under torchrun every process checks; only process 0 removes (and, later, writes) files
+        _prepare_run_dir(out, cfg, args.overwrite, remove=int(os.environ.get("RANK", "0")) == 0)
     return _run_training(args, cfg, out, train, test)
 
 
@@ -245,6 +292,7 @@ def _run_training(args, cfg, out: Path, train, test) -> int:
     main_rank = rank == 0
     quiet = args.quiet or not main_rank
     log = (lambda m: print(m, flush=True)) if not quiet else None
+    board = _tensorboard_writer(out / "tensorboard") if args.tensorboard and main_rank else None
     if main_rank:
         out.mkdir(parents=True, exist_ok=True)
         if args.resume is None:
@@ -265,16 +313,44 @@ def _run_training(args, cfg, out: Path, train, test) -> int:
             progress=None if not quiet else False,
             max_steps=args.max_steps,
             detect_anomaly=args.detect_anomaly,
+            compile_loss=args.compile,
+            on_epoch=(lambda r: _log_scalars(board, r)) if board is not None else None,
         )
     finally:
         if distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
+        if board is not None:
+            board.close()
+    if main_rank:
+        from mixvae.figures import write_figures
+
+        shown = test if test is not None else train
+        write_figures(out, module, history.records, shown.images, shown.labels)
     if main_rank and history.records and log:
         last = history.records[-1]
         if "test_acc" in last:
             log(f"test ACC {last['test_acc']:.4f}  NMI {last['test_nmi']:.4f}  ARI {last['test_ari']:.4f}")
         log(f"saved {out / 'model.safetensors'}; next: mixvae evaluate {out}")
     return 0
+
+
+def _tensorboard_writer(folder: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise UsageError("--tensorboard needs the tensorboard package: pip install 'mixvae[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _log_scalars(writer, record: dict[str, Any]) -> None:
+    """One epoch's numbers as TensorBoard scalars (expert usage as usage/E<k>)."""
+    epoch = int(record["epoch"])
+    for key, value in record.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and key != "epoch":
+            writer.add_scalar(key, value, epoch)
+    for k, u in enumerate(record.get("usage") or []):
+        writer.add_scalar(f"usage/E{k}", u, epoch)
+    writer.flush()
 
 
 def _init_distributed(device: str) -> str:
@@ -284,9 +360,12 @@ def _init_distributed(device: str) -> str:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
         torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl")
-        return f"cuda:{local_rank}"
-    dist.init_process_group("gloo")
+        dist.init_process_group("nccl", device_id=torch.device("cuda", local_rank))
+        device = f"cuda:{local_rank}"
+    else:
+        dist.init_process_group("gloo")
+    # every process has checked the run folder before process 0 writes to it
+    dist.barrier()
     return device
 
 
@@ -447,6 +526,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- report
+def cmd_report(args: argparse.Namespace) -> int:
+    """Evaluate the run if it has no eval.json, redraw its figures, and write RUN/report.html."""
+    from mixvae.checkpoint import CheckpointError, load_config
+    from mixvae.data import DataError
+    from mixvae.figures import figures_for_run
+    from mixvae.report import write_report
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise UsageError(f"{run} is not a run folder: expected a folder made by 'mixvae train'")
+    load_config(run)  # a clear error before any work
+    if not (run / "eval.json").exists():
+        try:
+            cmd_evaluate(argparse.Namespace(run=run, data=None, iw=0, iw_images=None, device=args.device))
+        except (DataError, CheckpointError, UsageError) as e:
+            print(f"mixvae: warning: the report has no evaluation ({e})", file=sys.stderr)
+    figures_for_run(run, args.device)
+    print(write_report(run))
+    return 0
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from mixvae.config import PRESETS
 
@@ -461,6 +562,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "sample": cmd_sample,
     "predict": cmd_predict,
+    "report": cmd_report,
     "presets": cmd_presets,
 }
 

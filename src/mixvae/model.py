@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch import nn
@@ -43,6 +44,7 @@ class LossOutput:
     probs: torch.Tensor  # (B, K) routing probabilities q(k|x)
     mixture: torch.Tensor  # () the mixture part of the loss
     balance: torch.Tensor  # () the (unweighted) balance term
+    neighbor_probs: torch.Tensor | None = None  # (B, K) routing of each image's neighbour, when asked for
 
     def parts(self) -> dict[str, float]:
         """Scalar summaries for logging."""
@@ -104,9 +106,15 @@ class MixtureModule(nn.Module):
 
     # ----------------------------------------------------------------- loss
     def loss(
-        self, x: torch.Tensor, noise: torch.Tensor | None = None, kl_weight: float | None = None
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, kl_weight: float | None = None,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> LossOutput:
-        """The training objective on a batch x (B, D) with pixels in [0, 1]."""
+        """The training objective on a batch x (B, D) with pixels in [0, 1].
+
+        The balance term is a nonlinear function of the whole batch's routing. When the batch is
+        split over several processes, ``gather`` maps this process's routing (B, K) to the global
+        batch's (world * B, K), differentiably, so that the term is the one-process term.
+        """
         c = self.config
         logits = self.route(x)  # (B, K)
         probs = logits.softmax(-1)  # (B, K)
@@ -118,13 +126,23 @@ class MixtureModule(nn.Module):
             mixture = objectives.seed_mixture(mix_logits.softmax(-1), nelbo)
         else:
             mixture = objectives.mixture_nelbo(mix_logits, nelbo)
-        balance = objectives.balance(probs, c.balance)
+        balance = objectives.balance(probs if gather is None else gather(probs), c.balance)
         loss = mixture + c.balance_weight * balance
         return LossOutput(loss, nelbo, recon, kl, logits, probs, mixture, balance)
 
-    def forward(self, x: torch.Tensor, noise: torch.Tensor | None = None) -> LossOutput:
-        """The loss, so that wrappers such as DistributedDataParallel see one forward call."""
-        return self.loss(x, noise)
+    def forward(
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, x_neighbors: torch.Tensor | None = None,
+        gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    ) -> LossOutput:
+        """The loss, so that wrappers such as DistributedDataParallel see one forward call.
+
+        Every use of the parameters in a step happens here: ``x_neighbors`` (B, D), when given, is
+        routed too and returned as ``neighbor_probs`` for the manager's regulariser.
+        """
+        out = self.loss(x, noise, gather=gather)
+        if x_neighbors is not None:
+            out.neighbor_probs = self.route(x_neighbors).softmax(-1)  # (B, K)
+        return out
 
     # ----------------------------------------------------------------- use
     @torch.no_grad()

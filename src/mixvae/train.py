@@ -10,6 +10,7 @@ import json
 import math
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -20,11 +21,11 @@ from torch.utils.data.distributed import DistributedSampler
 
 from mixvae import checkpoint as ckpt
 from mixvae import objectives
-from mixvae.config import RunConfig
-from mixvae.metrics import clustering_report
+from mixvae.config import ConfigError, RunConfig
 from mixvae.model import MixtureModule
 
-__all__ = ["fit", "History", "TrainingError", "images_to_tensor", "predict_proba", "nearest_neighbors"]
+__all__ = ["fit", "make_adam", "History", "TrainingError", "images_to_tensor", "predict_proba", "nearest_neighbors",
+           "read_rows"]
 
 
 class TrainingError(RuntimeError):
@@ -74,13 +75,19 @@ def predict_proba(module: MixtureModule, images: np.ndarray, batch_size: int = 1
 def nearest_neighbors(images: np.ndarray, k: int, dims: int = 50, chunk: int = 2048) -> torch.Tensor:
     """Indices (N, k) of each image's k nearest other images, by Euclidean distance after PCA to
     ``dims`` dimensions. An unsupervised embedding: no label is involved."""
-    x = images_to_tensor(images)  # (N, D)
-    x = x - x.mean(0, keepdim=True)
-    dims = min(dims, x.shape[1], x.shape[0])
+    n = len(images)
+    total = torch.zeros(int(np.prod(images.shape[1:])), dtype=torch.float64)
+    for start in range(0, n, chunk):  # chunks, so that a memory-mapped array is never read whole
+        total += images_to_tensor(images, start, start + chunk).sum(0, dtype=torch.float64)
+    mean = (total / n).float()  # (D,)
+    dims = min(dims, total.shape[0], n)
     gen = torch.Generator().manual_seed(0)
-    sample = x[torch.randperm(x.shape[0], generator=gen)[:10000]]
+    pick = torch.randperm(n, generator=gen)[:10000].numpy()
+    sample = torch.cat([torch.from_numpy(read_rows(images, pick[s:s + chunk])).reshape(-1, total.shape[0])
+                        for s in range(0, len(pick), chunk)]).float().div_(255.0) - mean  # (<= 10000, D)
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
-    e = x @ v[:dims].t()  # (N, dims)
+    e = torch.cat([(images_to_tensor(images, s, s + chunk) - mean) @ v[:dims].t()
+                   for s in range(0, n, chunk)])  # (N, dims)
     sq = (e * e).sum(1)  # (N,)
     out = torch.empty(e.shape[0], k, dtype=torch.long)
     for start in range(0, e.shape[0], chunk):
@@ -89,6 +96,51 @@ def nearest_neighbors(images: np.ndarray, k: int, dims: int = 50, chunk: int = 2
         d[rows - start, rows] = float("inf")  # not its own neighbour
         out[start:start + chunk] = d.topk(k, dim=1, largest=False).indices
     return out
+
+
+def read_rows(images: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Images idx (n,) of an (N, H, W) array, in memory or on disk -> uint8 (n, H, W).
+
+    Rows are read in increasing order, which keeps reads from a memory map close to sequential.
+    """
+    order = np.argsort(idx, kind="stable")
+    rows = np.empty((len(idx), *images.shape[1:]), np.uint8)
+    rows[order] = np.asarray(images[idx[order]])
+    return rows
+
+
+class _GatherRows(torch.autograd.Function):
+    """Every process's rows of t (B, ...) -> (world * B, ...), differentiably (all processes' B equal).
+
+    Every process computes the same batch-level term on the gathered rows. In backward each one
+    receives the sum over processes of the gradient with respect to its own rows, that is world
+    times its one-process share; DistributedDataParallel then averages over the processes, so the
+    term gets exactly its one-process gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, t: torch.Tensor) -> torch.Tensor:
+        dist = torch.distributed
+        ctx.rank, ctx.rows = dist.get_rank(), t.shape[0]
+        parts = [torch.empty_like(t) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, t.contiguous())
+        return torch.cat(parts, 0)  # (world * B, ...)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous()
+        torch.distributed.all_reduce(grad)  # sum over processes
+        return grad.narrow(0, ctx.rank * ctx.rows, ctx.rows)  # (B, ...)
+
+
+def _gather_rows(t: torch.Tensor) -> torch.Tensor:
+    """Every process's rows of t (B, ...) -> (world * B, ...), with gradients (see _GatherRows)."""
+    return _GatherRows.apply(t)
+
+
+def _barrier(world: int) -> None:
+    if world > 1:
+        torch.distributed.barrier()
 
 
 def _rank_world() -> tuple[int, int]:
@@ -117,6 +169,8 @@ def fit(
     progress: bool | None = None,
     max_steps: int | None = None,
     detect_anomaly: bool = False,
+    on_epoch: Callable[[dict[str, Any]], None] | None = None,
+    compile_loss: bool = False,
 ) -> tuple[MixtureModule, History]:
     """Train a mixture of VAEs on uint8 images (N, H, W).
 
@@ -134,6 +188,11 @@ def fit(
         Continue exactly from the newest checkpoint in ``run_dir``.
     max_steps
         Stop after this many optimiser steps in total (a checkpoint is written there).
+    on_epoch
+        Called on the main process with each finished epoch's record (a dict of numbers).
+    compile_loss
+        Run the loss through ``torch.compile`` (fused kernels; the first step pays the compile
+        time); when compiling fails, training goes on without it after a one-line message.
 
     Returns
     -------
@@ -148,12 +207,22 @@ def fit(
         progress = sys.stderr.isatty()
     progress = progress and main
 
+    if tc.batch_size % world:
+        raise ConfigError(f"batch_size={tc.batch_size} is invalid for {world} processes: expected a multiple of {world}")
+
     torch.manual_seed(tc.seed)
     module = MixtureModule(mc).to(device)
-    model = module
+    model: torch.nn.Module = module
+    gather = None
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(module)
-    optimizer = torch.optim.Adam(module.parameters(), lr=tc.lr)
+        if device.type == "cuda":  # batch norm over the global batch (SyncBatchNorm needs GPUs)
+            module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        # every parameter gets a gradient in every step, except the manager's when it learns only
+        # from a regulariser that is not on yet (route_by_loss = False)
+        model = torch.nn.parallel.DistributedDataParallel(module, find_unused_parameters=not mc.route_by_loss)
+        gather = _gather_rows
+    optimizer = make_adam(module.parameters(), tc.lr)
+    forward = _Compiled(model, (log or _to_stderr) if main else None) if compile_loss else model
     gen = torch.Generator().manual_seed(tc.seed + 1)  # reparameterisation noise, neighbour picks
     z_fixed = torch.randn(1, mc.latent_dim, generator=torch.Generator().manual_seed(tc.seed + 2))
     history = History()
@@ -161,20 +230,22 @@ def fit(
     epoch, step, step_in_epoch = 0, 0, 0
 
     if resume and run_dir is not None:
-        path = ckpt.latest_checkpoint(run_dir)
-        if path is None:
-            raise ckpt.CheckpointError(f"{run_dir} holds no checkpoint to resume from")
-        state = ckpt.load_checkpoint(path)
+        path, state = ckpt.load_latest_checkpoint(run_dir, warn=lambda m: warnings.warn(m, RuntimeWarning, 2))
         ckpt._load_state(module, state["model"], path)
         try:
             optimizer.load_state_dict(state["optimizer"])
         except (ValueError, KeyError) as e:
             raise ckpt.CheckpointError(f"{path} holds an optimiser state that does not fit this model ({e})") from None
-        gen.set_state(state["generator"])
-        torch.set_rng_state(state["torch_rng"])
-        epoch, step, step_in_epoch = int(state["epoch"]), int(state["step"]), int(state["step_in_epoch"])
-        history = History(json.loads(state["history"]))
-        frames = list(state["frames"]) if len(state["frames"]) else []
+        try:
+            gen.set_state(state["generator"])
+            torch.set_rng_state(state["torch_rng"])
+            epoch, step, step_in_epoch = int(state["epoch"]), int(state["step"]), int(state["step_in_epoch"])
+            history = History(json.loads(state["history"]))
+            frames = list(state["frames"]) if len(state["frames"]) else []
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise ckpt.CheckpointError(f"{path} is not a complete mixvae checkpoint ({type(e).__name__})") from None
+        if main:
+            ckpt.remove_temp_files(run_dir)  # left by a run killed in the middle of a write
         if log and main:
             log(f"resumed from {path} at epoch {epoch + 1}, step {step}")
 
@@ -185,21 +256,27 @@ def fit(
         if log and main:
             log(f"found {tc.router_neighbors} nearest neighbours of {n} images in {time.perf_counter() - t0:.1f}s")
 
-    train_u8 = train_images if isinstance(train_images, np.memmap) else torch.as_tensor(np.asarray(train_images))
-    per_rank = max(tc.batch_size // world, 1)
+    # a memory map (or any array-like that reads on access) stays on disk; batches read their rows
+    in_memory = torch.is_tensor(train_images) or type(train_images) is np.ndarray
+    train_u8 = torch.as_tensor(train_images) if in_memory else train_images
+    # Each process takes batch_size / world images per step, so a step sees batch_size images in
+    # all. The sampler deals the shuffled indices out in turn (process r gets positions r, r +
+    # world, ...) and pads them to a multiple of world by repeating the first few indices.
+    per_rank = tc.batch_size // world
     sampler = DistributedSampler(range(n), num_replicas=world, rank=rank, shuffle=True, seed=tc.seed)
 
+    def mine(t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """This process's share of a draw made for the global batch, on the device."""
+        return t.index_select(dim, torch.arange(rank, t.shape[dim], world)).to(device)
+
     def batch(idx: np.ndarray) -> torch.Tensor:
-        if isinstance(train_u8, np.memmap):
-            order = np.argsort(idx)
-            rows = np.empty((len(idx), *train_u8.shape[1:]), np.uint8)
-            rows[order] = train_u8[idx[order]]  # sorted reads from the memory map
-            x = torch.from_numpy(rows)
-        else:
+        if in_memory:
             x = train_u8[torch.from_numpy(idx)]
+        else:
+            x = torch.from_numpy(read_rows(train_u8, idx))
         x = x.reshape(len(idx), -1).to(device).float().div_(255.0)  # (B, D)
-        if tc.binarize:
-            x = torch.bernoulli(x, generator=None if device.type != "cpu" else gen)
+        if tc.binarize:  # uniforms drawn for the global batch, so every process count binarises alike
+            x = (mine(torch.rand(len(idx) * world, x.shape[1], generator=gen)) < x).float()
         return x
 
     def write_state(done_epoch: int, at_step: int, in_epoch: int) -> None:
@@ -233,25 +310,36 @@ def fit(
             for i in range(step_in_epoch, len(batches)):
                 idx = batches[i]
                 x = batch(idx)
-                noise = torch.randn(mc.n_components, len(idx) * world, mc.latent_dim, generator=gen)
-                noise = noise[:, rank * len(idx):(rank + 1) * len(idx)].to(device)  # this rank's share
-                out = module.loss(x, noise) if world == 1 else _ddp_loss(model, x, noise)
+                # noise for the global batch; this process's images sit at positions rank::world
+                noise = mine(torch.randn(mc.n_components, len(idx) * world, mc.latent_dim, generator=gen), 1)
+                x_nb = None
+                regularise = neighbors is not None and epoch >= tc.router_warmup_epochs
+                if regularise:
+                    pick = torch.randint(neighbors.shape[1], (len(idx) * world,), generator=gen)[rank::world]
+                    x_nb = batch(neighbors[torch.from_numpy(idx), pick].numpy())  # (B, D)
+                out = forward(x, noise, x_nb, gather)  # the one forward call, through DDP when world > 1
                 loss = out.loss
-                if neighbors is not None and epoch >= tc.router_warmup_epochs:
-                    pick = torch.randint(neighbors.shape[1], (len(idx),), generator=gen)
-                    nb = neighbors[torch.from_numpy(idx), pick].numpy()  # (B,)
-                    nb_probs = module.route(batch(nb)).softmax(-1)
-                    reg = tc.router_weight * objectives.neighbor_consistency(out.probs, nb_probs)
-                    reg = reg - tc.router_entropy * objectives.marginal_entropy(out.probs)
+                if regularise:
+                    probs = out.probs if gather is None else gather(out.probs)  # (world * B, K)
+                    reg = tc.router_weight * objectives.neighbor_consistency(out.probs, out.neighbor_probs)
+                    reg = reg - tc.router_entropy * objectives.marginal_entropy(probs)
                     loss = loss + reg
                 if not torch.isfinite(loss):
                     raise TrainingError(
-                        f"the loss became {float(loss)} at epoch {epoch + 1}, step {i + 1} (global step {step + 1}); "
+                        f"the loss became {loss.item()} at epoch {epoch + 1}, step {i + 1} (global step {step + 1}); "
                         f"the last good checkpoint is kept; try a lower learning rate or --detect-anomaly"
                     )
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                try:
+                    loss.backward()
+                except RuntimeError as e:  # --detect-anomaly names the operation that made NaN
+                    if not detect_anomaly:
+                        raise
+                    raise TrainingError(f"{_where(epoch, i, step)}: {str(e).splitlines()[0]}") from None
+                _check_finite("gradients", [p.grad for p in module.parameters() if p.grad is not None],
+                              epoch, i, step)  # a bad step is never taken, so never saved
                 optimizer.step()
+                _check_finite("parameters", list(module.parameters()), epoch, i, step)
                 step += 1
                 for k, v in out.parts().items():
                     sums[k] = sums.get(k, 0.0) + v
@@ -259,7 +347,7 @@ def fit(
                 if bar is not None:
                     bar.update(1)
                     if i % 10 == 0:
-                        bar.set_postfix(loss=f"{float(loss):.2f}")
+                        bar.set_postfix(loss=f"{loss.item():.2f}")
                 stop_now = max_steps is not None and step >= max_steps
                 if (tc.checkpoint_every and step % tc.checkpoint_every == 0) or stop_now:
                     done = i + 1 == len(batches)
@@ -267,12 +355,18 @@ def fit(
                         break  # the end-of-epoch checkpoint below covers it
                     write_state(epoch, step, i + 1)
                     if stop_now:
+                        _barrier(world)  # the checkpoint is complete before any process exits
                         if bar is not None:
                             bar.close()
                         return module, history
             if bar is not None:
                 bar.close()
             seconds = time.perf_counter() - t0
+            if world > 1:  # per-process means of equal-sized batches -> means over the global batches
+                keys = sorted(sums)
+                total = torch.tensor([sums[k] for k in keys], dtype=torch.float64)
+                torch.distributed.all_reduce(total)
+                sums = dict(zip(keys, (total / world).tolist()))
             record = {"epoch": epoch + 1, "step": step, "seconds": round(seconds, 3)}
             record.update({k: round(v / max(counted, 1), 5) for k, v in sums.items()})
             if main:
@@ -291,20 +385,85 @@ def fit(
                     _write_progress(Path(run_dir), frames, mc.image_shape)
                 if log:
                     log(_summary(record, tc.epochs))
+                if on_epoch is not None:  # e.g. a TensorBoard writer
+                    on_epoch(record)
+            _barrier(world)  # the others wait while process 0 evaluates and writes the checkpoint
             if max_steps is not None and step >= max_steps:
                 break
     return module, history
 
 
-def _ddp_loss(model: torch.nn.Module, x: torch.Tensor, noise: torch.Tensor):
-    """Run MixtureModule.loss through DistributedDataParallel so gradients are all-reduced."""
-    return model(x, noise)
+def _where(epoch: int, i: int, step: int) -> str:
+    return f"at epoch {epoch + 1}, step {i + 1} (global step {step + 1})"
+
+
+def make_adam(params, lr: float) -> torch.optim.Adam:
+    """Adam with the fused update (one kernel for all parameters) where torch has it for their
+    device, else the usual one; the two take the same steps up to rounding."""
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    except (RuntimeError, TypeError, ValueError):  # no fused kernel for this device or dtype
+        return torch.optim.Adam(params, lr=lr)
+
+
+def _to_stderr(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class _Compiled:
+    """``torch.compile(model)`` that falls back to ``model`` itself, with a one-line message, when
+    compiling fails; the first call's time (mostly compiling) is logged."""
+
+    def __init__(self, model: torch.nn.Module, log: Callable[[str], None] | None):
+        self.model, self.log = model, log
+        self.compiled: Any = None
+        self.first = True
+        try:
+            self.compiled = torch.compile(model)
+        except Exception as e:  # noqa: BLE001 - any failure means: run without compiling
+            self._fall_back(e)
+
+    def _fall_back(self, e: BaseException) -> None:
+        self.compiled = None
+        if self.log:
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            self.log(f"torch.compile is unavailable here ({type(e).__name__}: {first}); training without it")
+
+    def __call__(self, *args: Any) -> Any:
+        if self.compiled is not None:
+            t0 = time.perf_counter()
+            try:
+                out = self.compiled(*args)
+            except Exception as e:  # noqa: BLE001
+                self._fall_back(e)
+            else:
+                if self.first and self.log:
+                    self.log(f"compiled the loss in {time.perf_counter() - t0:.1f}s")
+                self.first = False
+                return out
+        return self.model(*args)
+
+
+def _check_finite(what: str, tensors: list[torch.Tensor], epoch: int, i: int, step: int) -> None:
+    """Raise TrainingError, naming the epoch and step, when any of ``tensors`` holds NaN or inf.
+
+    A NaN or inf anywhere makes the tensor's sum NaN or inf, so one summing pass per tensor finds
+    it (isfinite().all() takes several passes: it made up a third of a seed training step).
+    """
+    if tensors and not bool(torch.stack([t.detach().sum() for t in tensors]).isfinite().all()):
+        raise TrainingError(
+            f"the {what} became NaN or infinite {_where(epoch, i, step)}; the last good checkpoint is kept; "
+            f"try a lower learning rate or --detect-anomaly"
+        )
 
 
 def _evaluate(module: MixtureModule, images, labels, batch_size: int, device) -> dict[str, Any]:
     if images is None:
         return {}
     probs = predict_proba(module, images, batch_size, device)
+    from mixvae.metrics import clustering_report  # scikit-learn: only process 0 evaluates
+
     rep = clustering_report(labels, probs)
     out = {
         "usage": rep["usage"],

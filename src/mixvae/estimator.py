@@ -1,0 +1,326 @@
+"""A scikit-learn estimator around the mixture of VAEs: ``MixtureVAE().fit(X).predict(X)``.
+
+The verbs are those of :class:`sklearn.mixture.GaussianMixture`: ``fit``, ``predict``,
+``predict_proba``, ``score_samples``, ``score``, ``sample``, plus ``transform`` (each image's latent
+mean under the expert it is routed to) and ``save`` / ``load`` (safetensors weights and a JSON
+config; nothing is pickled).
+
+Images may be a numpy array or a torch tensor, ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, D)``; a
+flat ``D`` that is a perfect square is read as ``sqrt(D) x sqrt(D)`` images, any other ``D`` as
+``(1, D)`` images. Pixels are ``uint8`` in 0..255, ``bool``, or floats in [0, 1] (quantised to 256
+levels, as the model sees them).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils.validation import check_is_fitted
+
+from mixvae.config import RunConfig, config_from_dict, preset as make_preset
+from mixvae.data import DataError, check_images
+
+__all__ = ["MixtureVAE"]
+
+_WEIGHTS = "model.safetensors"
+_META = "estimator.json"
+
+
+class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
+    """Cluster and generate images with a mixture of K variational autoencoders.
+
+    A manager routes each image x to one of K expert VAEs with probability q(k | x); each expert
+    k models p_k(x) = E_{z ~ N(0, I)} p_k(x | z). ``predict`` is the most probable expert,
+    ``score_samples`` an importance-weighted lower bound on log p(x) in nats.
+
+    Parameters
+    ----------
+    n_components : int, default=10
+        K, the number of experts (clusters).
+    preset : str, default="default"
+        Named preset that supplies every setting not given here (``mixvae presets`` lists them):
+        ``"default"`` is the best one, ``"seed"`` the small sigmoid model of the original notebook.
+    max_epochs, batch_size, learning_rate, latent_dim : optional
+        Passes over the data, images per step, Adam's step size, size of each expert's latent z.
+        None uses the preset's value.
+    random_state : int or None, default=None
+        Seed for initialisation, data order and noise. None uses the preset's seed, so two fits
+        on the same data give the same model on the same machine.
+    verbose : int, default=0
+        0 is silent; 1 prints one line per epoch (and a progress bar on a terminal).
+    device : str, default="cpu"
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
+
+    Attributes
+    ----------
+    module_ : MixtureModule
+        The trained torch module.
+    config_ : RunConfig
+        The resolved configuration it was trained with.
+    history_ : list of dict
+        One record per epoch (loss parts, expert usage, seconds).
+    weights_ : ndarray of shape (n_components,)
+        Mean routing q(k | x) over the training images; ``sample`` draws experts from it.
+    labels_ : ndarray of shape (n_samples,)
+        Expert of each training image (set by ``fit``, not restored by ``load``).
+    image_shape_ : tuple of int
+        (H, W) of the training images.
+    n_features_in_ : int
+        H * W.
+
+    Examples
+    --------
+    >>> model = MixtureVAE(n_components=4, preset="seed", max_epochs=3).fit(X)  # doctest: +SKIP
+    >>> experts = model.predict(X)  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        n_components: int = 10,
+        preset: str = "default",
+        max_epochs: int | None = None,
+        batch_size: int | None = None,
+        learning_rate: float | None = None,
+        latent_dim: int | None = None,
+        random_state: int | None = None,
+        verbose: int = 0,
+        device: str | None = "cpu",
+    ):
+        self.n_components = n_components
+        self.preset = preset
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.latent_dim = latent_dim
+        self.random_state = random_state
+        self.verbose = verbose
+        self.device = device
+
+    # ----------------------------------------------------------------- fitting
+    def _config(self, image_shape: tuple[int, int], n_images: int) -> RunConfig:
+        if isinstance(self.random_state, np.random.RandomState):
+            seed: int | None = int(self.random_state.randint(2**31 - 1))
+        else:
+            seed = self.random_state
+        cfg = make_preset(str(self.preset), n_components=self.n_components, image_shape=image_shape)
+        train: dict[str, Any] = {"epochs": self.max_epochs, "batch_size": self.batch_size,
+                                 "lr": self.learning_rate, "seed": seed}
+        model: dict[str, Any] = {"latent_dim": self.latent_dim}
+        cfg = config_from_dict({"data": "array", "model": {k: v for k, v in model.items() if v is not None},
+                                "train": {k: v for k, v in train.items() if v is not None}}, base=cfg)
+        if cfg.train.router_reg == "neighbors" and cfg.train.router_neighbors >= n_images:
+            cfg = replace(cfg, train=replace(cfg.train, router_neighbors=max(n_images - 1, 1)))
+        return cfg
+
+    def fit(self, X: Any, y: Any = None) -> MixtureVAE:
+        """Train on images X (no labels: ``y`` is ignored). Returns self."""
+        from mixvae.train import fit, predict_proba
+
+        images = _as_images(X)
+        if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool):
+            raise ValueError(f"n_components={self.n_components!r} is invalid: expected an integer >= 1.")
+        if len(images) < self.n_components:
+            raise ValueError(f"X has {len(images)} images, fewer than n_components={self.n_components}.")
+        shape = (int(images.shape[1]), int(images.shape[2]))
+        cfg = self._config(shape, len(images))
+        log = print if self.verbose else None
+        module, history = fit(cfg, images, run_dir=None, device=self._device(), log=log,
+                              progress=None if self.verbose else False)
+        module.eval()
+        self.module_ = module
+        self.config_ = cfg
+        self.history_ = list(history.records)
+        self.image_shape_ = shape
+        self.n_features_in_ = shape[0] * shape[1]
+        probs = predict_proba(module, images, device=self._device())  # (N, K)
+        self.weights_ = probs.mean(0)
+        self.labels_ = probs.argmax(1)
+        return self
+
+    def _device(self) -> str:
+        return "cpu" if self.device is None else str(self.device)
+
+    # ----------------------------------------------------------------- querying
+    def _images(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "module_")
+        h, w = self.image_shape_
+        images = _as_images(X, flat_shape=(h, w))
+        if tuple(images.shape[1:]) != (h, w):
+            raise ValueError(
+                f"X holds images of shape {tuple(images.shape[1:])}, but this MixtureVAE was fitted on {(h, w)} images."
+            )
+        return images
+
+    def _batches(self, images: np.ndarray, size: int = 500):
+        from mixvae.train import images_to_tensor
+
+        for start in range(0, len(images), size):
+            yield images_to_tensor(images, start, start + size).to(self._device())  # (B, D)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Routing probabilities q(k | x) of each image, (N, n_components); rows sum to one."""
+        from mixvae.train import predict_proba
+
+        images = self._images(X)
+        return predict_proba(self.module_, images, device=self._device())
+
+    def predict(self, X: Any) -> np.ndarray:
+        """The expert each image is routed to, (N,) int."""
+        return self.predict_proba(X).argmax(1)
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return the expert of each training image, (N,) int."""
+        return self.fit(X).labels_
+
+    @torch.no_grad()
+    def score_samples(self, X: Any, n_iw_samples: int = 10) -> np.ndarray:
+        """Importance-weighted lower bound on log p(x) of each image, in nats, (N,).
+
+        ``n_iw_samples`` draws per expert; more draws give a tighter (larger) bound. The draws are
+        seeded, so the same X gives the same scores.
+        """
+        if not isinstance(n_iw_samples, (int, np.integer)) or n_iw_samples < 1:
+            raise ValueError(f"n_iw_samples={n_iw_samples!r} is invalid: expected an integer >= 1.")
+        images = self._images(X)
+        gen = torch.Generator().manual_seed(0)
+        vals = [self.module_.log_likelihood(x, int(n_iw_samples), generator=gen).cpu()
+                for x in self._batches(images, 100)]
+        return torch.cat(vals).double().numpy()
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean of ``score_samples(X)``: the average log-likelihood bound in nats per image."""
+        return float(self.score_samples(X).mean())
+
+    @torch.no_grad()
+    def transform(self, X: Any) -> np.ndarray:
+        """Latent mean of each image under the expert it is routed to, (N, latent_dim)."""
+        out = []
+        for x in self._batches(self._images(X)):
+            mu, _ = self.module_.encode(x)  # (K, B, L)
+            k = self.module_.route(x).argmax(-1)  # (B,)
+            out.append(mu[k, torch.arange(x.shape[0], device=x.device)].cpu())  # (B, L)
+        return torch.cat(out).numpy()
+
+    @torch.no_grad()
+    def sample(self, n_samples: int = 1, expert: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Draw new images: (images (n, H, W) float32 in [0, 1], experts (n,) int).
+
+        With ``expert=None`` each sample's expert is drawn from ``weights_``, the mean routing
+        of the training images (uniform after ``load`` of a model saved without it); otherwise
+        every sample comes from that expert. Each image is the decoder's mean for a z ~ N(0, I).
+        """
+        check_is_fitted(self, "module_")
+        K = self.config_.model.n_components
+        if not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
+            raise ValueError(f"n_samples={n_samples!r} is invalid: expected an integer >= 1.")
+        seed = self.random_state if isinstance(self.random_state, (int, np.integer)) else None
+        rng = np.random.default_rng(seed)
+        if expert is None:
+            p = np.asarray(getattr(self, "weights_", np.full(K, 1.0 / K)), dtype=np.float64)
+            experts = rng.choice(K, size=n_samples, p=p / p.sum())
+        else:
+            if not isinstance(expert, (int, np.integer)) or not 0 <= expert < K:
+                raise ValueError(f"expert={expert!r} is invalid: expected an integer in 0..{K - 1} or None.")
+            experts = np.full(n_samples, int(expert))
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
+        images = self.module_.sample(n_samples, torch.as_tensor(experts), generator=gen)  # (n, D)
+        return images.cpu().float().numpy().reshape(n_samples, *self.image_shape_), experts.astype(np.int64)
+
+    # ----------------------------------------------------------------- saving
+    def save(self, path: str | Path) -> Path:
+        """Save to a folder (``model.safetensors``, ``config.yaml``, ``estimator.json``) or, when
+        ``path`` ends in ``.safetensors``, to that one file with the config in its metadata.
+
+        A folder is also a run folder: ``mixvae sample`` and ``mixvae predict`` read it. Returns
+        the path written. Nothing is pickled: loading never runs code.
+        """
+        from safetensors.torch import save as st_save
+
+        from mixvae.checkpoint import atomic_write, save_config
+
+        check_is_fitted(self, "module_")
+        path = Path(path)
+        meta = json.dumps({
+            "params": self.get_params(),
+            "config": self.config_.to_dict(),
+            "weights": [float(w) for w in getattr(self, "weights_", [])],
+            "history": self.history_,
+        }, default=str)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
+        blob = st_save(tensors, metadata={"config": self.config_.to_json(), "estimator": meta})
+        if path.suffix == ".safetensors":
+            atomic_write(path, blob)
+            return path
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{path} is a file: expected a folder or a path ending in .safetensors.")
+        atomic_write(path / _WEIGHTS, blob)
+        save_config(path, self.config_)
+        atomic_write(path / _META, json.dumps(json.loads(meta), indent=2).encode())
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | None = None) -> MixtureVAE:
+        """Rebuild a saved MixtureVAE from the folder or ``.safetensors`` file ``save`` wrote."""
+        from safetensors import safe_open
+
+        from mixvae.checkpoint import CheckpointError, _load_state
+        from mixvae.model import MixtureModule
+
+        path = Path(path)
+        file = path / _WEIGHTS if path.is_dir() else path
+        if not file.is_file():
+            raise ValueError(f"{path} holds no saved MixtureVAE: expected a folder or .safetensors file from save().")
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                meta = json.loads((f.metadata() or {})["estimator"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (KeyError, json.JSONDecodeError):
+            raise ValueError(f"{file} was not written by MixtureVAE.save (no estimator metadata).") from None
+        except Exception as e:  # safetensors raises several kinds for a corrupt file
+            raise ValueError(f"{file} is corrupt or truncated ({str(e).splitlines()[0]}).") from None
+        params = meta["params"]
+        if device is not None:
+            params["device"] = device
+        est = cls(**params)
+        cfg = config_from_dict(meta["config"])
+        module = MixtureModule(cfg.model)
+        try:
+            _load_state(module, tensors, file)
+        except CheckpointError as e:
+            raise ValueError(str(e)) from None
+        est.module_ = module.to(est._device()).eval()
+        est.config_ = cfg
+        est.history_ = meta.get("history", [])
+        est.image_shape_ = tuple(cfg.model.image_shape)
+        est.n_features_in_ = est.image_shape_[0] * est.image_shape_[1]
+        if meta.get("weights"):
+            est.weights_ = np.asarray(meta["weights"], dtype=np.float64)
+        return est
+
+
+def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Any accepted image input -> uint8 (N, H, W); ValueError with one sentence otherwise."""
+    if torch.is_tensor(X):
+        X = X.detach().cpu().numpy()
+    if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
+        raise ValueError("X is a sparse matrix; expected a dense numpy array or torch tensor of images.")
+    try:
+        X = np.asarray(X)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"X cannot be read as an array of images ({str(e).splitlines()[0]}).") from None
+    if X.ndim == 2 and X.shape[0] > 0:
+        D = X.shape[1]
+        if flat_shape is not None and D == flat_shape[0] * flat_shape[1]:
+            X = X.reshape(X.shape[0], *flat_shape)
+        elif int(round(D**0.5)) ** 2 != D:
+            X = X.reshape(X.shape[0], 1, D)  # a flat vector that is not a square image
+    try:
+        return check_images(X, "X")
+    except DataError as e:
+        raise ValueError(str(e)) from None
