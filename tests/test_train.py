@@ -79,10 +79,12 @@ def _params_and_optimizer(module, run_dir):
     return module.state_dict(), state["optimizer"]
 
 
-@pytest.mark.parametrize("stop_at", [7, 10])  # mid-epoch and at an epoch boundary (10 steps per epoch)
+# 10 steps per epoch: mid-epoch, at an epoch boundary, and in the middle of the self-labelling epoch
+@pytest.mark.parametrize("stop_at", [7, 10, 15])
 def test_resume_is_exact(tmp_path, stop_at):
     x, _ = blobs(n_per=100, k=4)
-    cfg = blob_config(epochs=2, batch_size=40, router_reg="neighbors", router_neighbors=3, router_pca=8)
+    cfg = blob_config(epochs=2, batch_size=40, router_reg="neighbors", router_neighbors=3, router_pca=8,
+                      augment=True, self_label_epoch=1, self_label_threshold=0.5)
     straight, _ = fit(cfg, x, run_dir=tmp_path / "a", log=None, progress=False)
     fit(cfg, x, run_dir=tmp_path / "b", log=None, progress=False, max_steps=stop_at)
     resumed, history = fit(cfg, x, run_dir=tmp_path / "b", resume=True, log=None, progress=False)
@@ -130,3 +132,12 @@ def test_corrupt_and_mismatched_weights_are_refused(tmp_path):
     ckpt.save_config(tmp_path, other)
     with pytest.raises(ckpt.CheckpointError, match="another model configuration"):
         ckpt.load_run(tmp_path)
+
+
+def test_default_recipe_on_blobs():
+    """Deformed views, neighbour consistency, then self-labelling: the default preset's recipe."""
+    x, y = blobs(n_per=100, k=4, seed=3)
+    cfg = blob_config(router_reg="neighbors", router_neighbors=5, router_pca=8, router_entropy=5.0, augment=True,
+                      self_label_epoch=4, self_label_threshold=0.9, epochs=6, seed=3)
+    module, history = fit(cfg, x, x, y, log=None, progress=False)
+    assert adjusted_rand_score(y, predict_proba(module, x).argmax(1)) > 0.9

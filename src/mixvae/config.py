@@ -144,7 +144,10 @@ class TrainConfig:
     router_neighbors: int = 10
     router_pca: int = 50
     router_warmup_epochs: int = 0
-    augment: bool = False
+    augment: bool = False  # the regulariser compares random affine views (rotation, zoom, shift)
+    augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
+    self_label_epoch: int = 0  # from this epoch on (0: never) the manager learns from its confident routings
+    self_label_threshold: float = 0.99
     keep_checkpoints: int = 2
     checkpoint_every: int = 0  # also checkpoint every this many steps (0: once per epoch)
     eval_batch_size: int = 1000
@@ -160,6 +163,10 @@ class TrainConfig:
         _positive_int("router_neighbors", self.router_neighbors)
         _positive_int("router_pca", self.router_pca)
         _check(self.router_warmup_epochs >= 0, "router_warmup_epochs", self.router_warmup_epochs, "an integer >= 0")
+        _check(isinstance(self.self_label_epoch, int) and self.self_label_epoch >= 0, "self_label_epoch",
+               self.self_label_epoch, "an integer >= 0")
+        _check(0 < self.self_label_threshold < 1, "self_label_threshold", self.self_label_threshold,
+               "a number between 0 and 1")
         _positive_int("keep_checkpoints", self.keep_checkpoints)
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0")
         _positive_int("eval_batch_size", self.eval_batch_size)
@@ -207,35 +214,52 @@ def _seed_preset() -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _default_preset() -> tuple[dict[str, Any], dict[str, Any]]:
+    """The best recipe found: the manager learns the clusters from neighbour-consistent routing of
+    deformed views (then from its own confident routings); each expert, a Bernoulli VAE, learns the
+    images routed to it through the mixture ELBO."""
     model = dict(
-        latent_dim=10,
-        hidden=(512, 256),
-        manager_hidden=(512, 256),
+        latent_dim=16,
+        hidden=(256,),
+        manager_hidden=(512, 512),
         activation="relu",
         manager_activation="relu",
         manager_batchnorm=True,
         likelihood="bernoulli",
         init="torch",
         objective="elbo",
-        balance="kl",
-        balance_weight=1.0,
+        balance="none",
+        balance_weight=0.0,
+        route_by_loss=False,
     )
     train = dict(
-        epochs=15,
+        epochs=8,
         batch_size=256,
         lr=1e-3,
         seed=0,
         router_reg="neighbors",
         router_weight=1.0,
-        router_entropy=2.0,
+        router_entropy=5.0,
         router_neighbors=10,
+        router_pca=50,
+        augment=True,
+        self_label_epoch=5,
+        self_label_threshold=0.99,
     )
+    return model, train
+
+
+def _fashion_preset() -> tuple[dict[str, Any], dict[str, Any]]:
+    model, train = _default_preset()
+    train["augment_flip"] = True  # clothes look the same mirrored; digits do not
     return model, train
 
 
 # name -> (description, factory of (model overrides, train overrides))
 PRESETS: dict[str, tuple[str, Any]] = {
-    "default": ("the best preset: mixture ELBO, wider experts, neighbour-consistent manager", _default_preset),
+    "default": ("the best preset: neighbour-consistent routing of deformed views, Bernoulli VAE experts",
+                _default_preset),
+    "fashion": ("'default' with mirrored views, for Fashion-MNIST and other data without a handedness",
+                _fashion_preset),
     "seed": ("the seed post's notebook, exactly (sigmoid MLPs, Gaussian std 0.5, variance balance 0.1)", _seed_preset),
 }
 

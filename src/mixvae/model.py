@@ -44,7 +44,7 @@ class LossOutput:
     probs: torch.Tensor  # (B, K) routing probabilities q(k|x)
     mixture: torch.Tensor  # () the mixture part of the loss
     balance: torch.Tensor  # () the (unweighted) balance term
-    neighbor_probs: torch.Tensor | None = None  # (B, K) routing of each image's neighbour, when asked for
+    view_logits: torch.Tensor | None = None  # (V*B, K) routing logits of extra views, when asked for
 
     def parts(self) -> dict[str, float]:
         """Scalar summaries for logging."""
@@ -131,17 +131,18 @@ class MixtureModule(nn.Module):
         return LossOutput(loss, nelbo, recon, kl, logits, probs, mixture, balance)
 
     def forward(
-        self, x: torch.Tensor, noise: torch.Tensor | None = None, x_neighbors: torch.Tensor | None = None,
+        self, x: torch.Tensor, noise: torch.Tensor | None = None, x_views: torch.Tensor | None = None,
         gather: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> LossOutput:
         """The loss, so that wrappers such as DistributedDataParallel see one forward call.
 
-        Every use of the parameters in a step happens here: ``x_neighbors`` (B, D), when given, is
-        routed too and returned as ``neighbor_probs`` for the manager's regulariser.
+        Every use of the parameters in a step happens here: ``x_views`` (V*B, D), when given (for
+        example deformed copies of x and of its neighbours), is routed too and returned as
+        ``view_logits`` for the manager's regulariser.
         """
         out = self.loss(x, noise, gather=gather)
-        if x_neighbors is not None:
-            out.neighbor_probs = self.route(x_neighbors).softmax(-1)  # (B, K)
+        if x_views is not None:
+            out.view_logits = self.route(x_views)  # (V*B, K)
         return out
 
     # ----------------------------------------------------------------- use

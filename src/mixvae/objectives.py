@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["seed_mixture", "mixture_nelbo", "balance", "neighbor_consistency", "marginal_entropy"]
+__all__ = ["seed_mixture", "mixture_nelbo", "balance", "neighbor_consistency", "marginal_entropy", "self_label"]
 
 
 def seed_mixture(probs: torch.Tensor, nelbo: torch.Tensor) -> torch.Tensor:
@@ -64,3 +64,13 @@ def neighbor_consistency(probs: torch.Tensor, neighbor_probs: torch.Tensor) -> t
     """
     agree = (probs * neighbor_probs).sum(1)  # (B,)
     return -agree.clamp_min(1e-8).log().mean()
+
+
+def self_label(logits: torch.Tensor, targets: torch.Tensor, class_weight: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy towards the manager's own confident routings (targets >= 0; -1 is skipped),
+    weighted per expert so that large clusters do not swallow small ones. logits (B, K), targets (B,).
+    """
+    keep = targets >= 0
+    if not bool(keep.any()):
+        return logits.sum() * 0.0
+    return torch.nn.functional.cross_entropy(logits[keep], targets[keep], weight=class_weight)

@@ -22,6 +22,7 @@ from torch.utils.data.distributed import DistributedSampler
 from mixvae import checkpoint as ckpt
 from mixvae import objectives
 from mixvae.config import ConfigError, RunConfig
+from mixvae.augment import random_affine
 from mixvae.model import MixtureModule
 
 __all__ = ["fit", "make_adam", "History", "TrainingError", "images_to_tensor", "predict_proba", "nearest_neighbors",
@@ -88,6 +89,7 @@ def nearest_neighbors(images: np.ndarray, k: int, dims: int = 50, chunk: int = 2
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
     e = torch.cat([(images_to_tensor(images, s, s + chunk) - mean) @ v[:dims].t()
                    for s in range(0, n, chunk)])  # (N, dims)
+    e = torch.nn.functional.normalize(e, dim=1)  # cosine similarity: the nearest have the largest e_i . e_j
     sq = (e * e).sum(1)  # (N,)
     out = torch.empty(e.shape[0], k, dtype=torch.long)
     for start in range(0, e.shape[0], chunk):
@@ -228,6 +230,7 @@ def fit(
     history = History()
     frames: list[torch.Tensor] = []  # progress figure: per epoch, one z decoded by every expert
     epoch, step, step_in_epoch = 0, 0, 0
+    self_labels: tuple[torch.Tensor, torch.Tensor] | None = None  # (N,) targets (-1: none), (K,) weights
 
     if resume and run_dir is not None:
         path, state = ckpt.load_latest_checkpoint(run_dir, warn=lambda m: warnings.warn(m, RuntimeWarning, 2))
@@ -242,6 +245,8 @@ def fit(
             epoch, step, step_in_epoch = int(state["epoch"]), int(state["step"]), int(state["step_in_epoch"])
             history = History(json.loads(state["history"]))
             frames = list(state["frames"]) if len(state["frames"]) else []
+            if len(state.get("self_labels", ())):
+                self_labels = (state["self_labels"], state["self_label_weight"])
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ckpt.CheckpointError(f"{path} is not a complete mixvae checkpoint ({type(e).__name__})") from None
         if main:
@@ -279,6 +284,12 @@ def fit(
             x = (mine(torch.rand(len(idx) * world, x.shape[1], generator=gen)) < x).float()
         return x
 
+    def view(x: torch.Tensor) -> torch.Tensor:
+        """A randomly deformed copy of each image, for the routing regularisers (or x itself)."""
+        if not tc.augment:
+            return x
+        return random_affine(x, mc.image_shape, gen, flip=tc.augment_flip)
+
     def write_state(done_epoch: int, at_step: int, in_epoch: int) -> None:
         if run_dir is None or not main:
             return
@@ -292,6 +303,8 @@ def fit(
             "step_in_epoch": in_epoch,
             "history": json.dumps(history.records),
             "frames": torch.stack(frames) if frames else torch.zeros(0),
+            "self_labels": self_labels[0] if self_labels is not None else torch.zeros(0),
+            "self_label_weight": self_labels[1] if self_labels is not None else torch.zeros(0),
             "config": cfg.to_json(),
         }
         ckpt.save_checkpoint(run_dir, at_step, state, keep=tc.keep_checkpoints)
@@ -303,6 +316,9 @@ def fit(
             sampler.set_epoch(epoch)
             order = np.fromiter(iter(sampler), dtype=np.int64)
             batches = [order[i:i + per_rank] for i in range(0, len(order), per_rank)]
+            self_labelling = neighbors is not None and 0 < tc.self_label_epoch <= epoch
+            if self_labelling and (self_labels is None or step_in_epoch == 0):
+                self_labels = _self_labels(module, train_u8, tc.self_label_threshold, tc.eval_batch_size, device)
             bar = _progress_bar(len(batches), step_in_epoch, f"epoch {epoch + 1}/{tc.epochs}", progress)
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
@@ -312,17 +328,25 @@ def fit(
                 x = batch(idx)
                 # noise for the global batch; this process's images sit at positions rank::world
                 noise = mine(torch.randn(mc.n_components, len(idx) * world, mc.latent_dim, generator=gen), 1)
-                x_nb = None
+                x_views = None
                 regularise = neighbors is not None and epoch >= tc.router_warmup_epochs
-                if regularise:
+                if regularise and self_labelling:
+                    x_views = view(x)  # (B, D)
+                elif regularise:
                     pick = torch.randint(neighbors.shape[1], (len(idx) * world,), generator=gen)[rank::world]
                     x_nb = batch(neighbors[torch.from_numpy(idx), pick].numpy())  # (B, D)
-                out = forward(x, noise, x_nb, gather)  # the one forward call, through DDP when world > 1
+                    x_views = torch.cat([view(x), view(x_nb)])  # (2B, D)
+                out = forward(x, noise, x_views, gather)  # the one forward call, through DDP when world > 1
                 loss = out.loss
-                if regularise:
-                    probs = out.probs if gather is None else gather(out.probs)  # (world * B, K)
-                    reg = tc.router_weight * objectives.neighbor_consistency(out.probs, out.neighbor_probs)
-                    reg = reg - tc.router_entropy * objectives.marginal_entropy(probs)
+                if regularise and self_labelling:
+                    targets, weight = self_labels
+                    reg = objectives.self_label(out.view_logits, targets[torch.from_numpy(idx)].to(device),
+                                                weight.to(device))
+                    loss = loss + tc.router_weight * reg
+                elif regularise:
+                    p_x, p_nb = out.view_logits.softmax(-1).chunk(2)  # (B, K) each
+                    reg = tc.router_weight * objectives.neighbor_consistency(p_x, p_nb)
+                    reg = reg - tc.router_entropy * objectives.marginal_entropy(p_x if gather is None else gather(p_x))
                     loss = loss + reg
                 if not torch.isfinite(loss):
                     raise TrainingError(
@@ -391,6 +415,18 @@ def fit(
             if max_steps is not None and step >= max_steps:
                 break
     return module, history
+
+
+def _self_labels(module: MixtureModule, images, threshold: float, batch_size: int,
+                 device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets for self-labelling: each training image's expert where the manager is at least
+    ``threshold`` sure (else -1), and per-expert weights inversely proportional to their counts."""
+    probs = torch.from_numpy(predict_proba(module, images, batch_size, device))  # (N, K)
+    conf, expert = probs.max(1)
+    targets = torch.where(conf > threshold, expert, torch.full_like(expert, -1))  # (N,)
+    counts = torch.bincount(targets[targets >= 0], minlength=probs.shape[1]).float()  # (K,)
+    weight = 1.0 / counts.clamp_min(1.0)
+    return targets, weight / weight.sum() * probs.shape[1]
 
 
 def _where(epoch: int, i: int, step: int) -> str:
