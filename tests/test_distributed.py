@@ -27,11 +27,11 @@ pytestmark = [pytest.mark.distributed, pytest.mark.timeout(120)]
 RTOL = 1e-5
 # 160 training images, global batch 32: 5 steps per epoch, the same batches for 1 and 2 processes
 # the seed preset, plus the neighbour regulariser (its marginal entropy is a batch-level term too)
-# and binarised pixels (random draws per image)
+# and binarised pixels and deformed views (random draws per image)
 TINY = ["--preset", "seed", "--experts", "4", "--set", "model.hidden=[16]", "--set", "model.manager_hidden=[16]",
         "--set", "model.latent_dim=2", "--batch-size", "32", "--epochs", "2", "--quiet",
         "--set", "train.router_reg=neighbors", "--set", "train.router_neighbors=3",
-        "--set", "train.router_pca=8", "--set", "train.binarize=true"]
+        "--set", "train.router_pca=8", "--set", "train.binarize=true", "--set", "train.augment=true"]
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,7 @@ def random_affine(
     scale: tuple[float, float] = (0.9, 1.1),
     translate: float = 0.1,
     flip: bool = False,
+    uniforms: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Apply an independent random affine map to each image.
 
@@ -42,6 +43,9 @@ def random_affine(
         Largest shift, as a fraction of the image size.
     flip
         Also mirror half of the images left to right.
+    uniforms
+        (B, 5) uniform draws in [0, 1) that decide each image's map, instead of drawing them from
+        ``generator`` (so that several processes can share out draws made for a global batch).
 
     Returns
     -------
@@ -50,7 +54,8 @@ def random_affine(
     """
     B = x.shape[0]
     h, w = shape
-    u = torch.rand(B, 5, generator=generator).to(x.device)  # (B, 5) uniform draws
+    u = torch.rand(B, 5, generator=generator) if uniforms is None else uniforms  # (B, 5)
+    u = u.to(x.device)
     angle = (u[:, 0] * 2 - 1) * rotate * math.pi / 180
     s = scale[0] + u[:, 1] * (scale[1] - scale[0])
     tx, ty = (u[:, 2] * 2 - 1) * translate, (u[:, 3] * 2 - 1) * translate

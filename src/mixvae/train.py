@@ -255,11 +255,12 @@ def fit(
             log(f"resumed from {path} at epoch {epoch + 1}, step {step}")
 
     neighbors = None
-    if tc.router_reg == "neighbors":
+    if tc.router_reg == "neighbors" and n > 1:
         t0 = time.perf_counter()
-        neighbors = nearest_neighbors(train_images, tc.router_neighbors, tc.router_pca)
+        k = min(tc.router_neighbors, n - 1)  # a tiny dataset has fewer neighbours to offer
+        neighbors = nearest_neighbors(train_images, k, tc.router_pca)
         if log and main:
-            log(f"found {tc.router_neighbors} nearest neighbours of {n} images in {time.perf_counter() - t0:.1f}s")
+            log(f"found {k} nearest neighbours of {n} images in {time.perf_counter() - t0:.1f}s")
 
     # a memory map (or any array-like that reads on access) stays on disk; batches read their rows
     in_memory = torch.is_tensor(train_images) or type(train_images) is np.ndarray
@@ -288,7 +289,8 @@ def fit(
         """A randomly deformed copy of each image, for the routing regularisers (or x itself)."""
         if not tc.augment:
             return x
-        return random_affine(x, mc.image_shape, gen, flip=tc.augment_flip)
+        u = mine(torch.rand(len(x) * world, 5, generator=gen))  # drawn for the global batch, like the noise
+        return random_affine(x, mc.image_shape, flip=tc.augment_flip, uniforms=u)
 
     def write_state(done_epoch: int, at_step: int, in_epoch: int) -> None:
         if run_dir is None or not main:
