@@ -4,7 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
-DEMO_EPOCHS ?= 4
 
 .PHONY: demo test install clean bench-quality bench-speed
 
@@ -20,7 +19,7 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/mixvae fetch mnist
-	$(BIN)/mixvae train --data mnist --epochs $(DEMO_EPOCHS) --out $(DEMO) --overwrite
+	$(BIN)/mixvae train --data mnist --out $(DEMO) --overwrite
 	$(BIN)/mixvae evaluate $(DEMO)
 	$(BIN)/mixvae sample $(DEMO) --per-expert 10 --out $(DEMO)/samples.png
 	@echo "figures: $(DEMO)/progress.png $(DEMO)/samples.png $(DEMO)/confusion.png"
