@@ -168,8 +168,11 @@ def main() -> None:
     train, test = load_split_pair(args.data)
     classifier = judge(args.data, train.images, train.labels) if args.gen_eval else None
     rows = []
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = RESULTS / f"quality-{args.data}-{args.preset}.json"
     for seed in args.seeds:
         rows.append(run_seed(args, seed, train, test, classifier))
+        out.with_suffix(".partial.json").write_text(json.dumps({"runs": rows}, indent=2))  # survives a stop
         r = rows[-1]
         print(f"seed {seed}: acc {r['acc']:.4f} nmi {r['nmi']:.4f} ari {r['ari']:.4f} "
               f"experts {r['experts_used']} {r['seconds']:.0f}s"
@@ -181,9 +184,8 @@ def main() -> None:
     }
     if args.kmeans:
         result["kmeans"] = kmeans_row(test.images, test.labels, args.experts)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"quality-{args.data}-{args.preset}.json"
     out.write_text(json.dumps(result, indent=2))
+    out.with_suffix(".partial.json").unlink(missing_ok=True)
 
     accs = [r["acc"] for r in rows]
     print(f"\n{args.preset} on {args.data} test split, {len(rows)} seed(s), {rows[0]['epochs']} epochs; "

@@ -34,8 +34,8 @@ def npz(tmp_path_factory):
 def test_preset_beats_defaults():
     cfg = resolve()
     assert cfg.preset == "default"
-    assert cfg.train.epochs == 15 != TrainConfig().epochs
-    assert cfg.model.hidden == (512, 256) != ModelConfig().hidden
+    assert cfg.train.epochs == 8 != TrainConfig().epochs
+    assert cfg.model.hidden == (256,) != ModelConfig().hidden
     assert resolve("--preset", "seed").model.hidden == (128,)
 
 
