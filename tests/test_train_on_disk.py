@@ -58,3 +58,41 @@ def test_fit_reads_batches_and_chunks_never_the_whole_array():
     b, _ = train.fit(cfg, x, x, y, log=None, progress=False)  # the same run from memory
     for (k, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.allclose(p, q, atol=1e-6), k
+
+
+def test_a_large_image_folder_is_read_lazily(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import mixvae.data as data
+
+    x, y = blobs(n_per=10, k=4)
+    for i, (image, label) in enumerate(zip(x, y)):
+        (tmp_path / "imgs" / f"c{label}").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image).save(tmp_path / "imgs" / f"c{label}" / f"{i:03d}.png")
+    monkeypatch.setattr(data, "LAZY_BYTES", 0)  # treat this small folder as one larger than memory
+    d = data.load(tmp_path / "imgs")
+    assert isinstance(d.images, data.LazyImages) and d.images.shape == (40, 8, 8) and len(d) == 40
+    order = np.argsort(y, kind="stable")  # files are sorted by class folder, then name
+    np.testing.assert_array_equal(d.images[:], x[order])
+    np.testing.assert_array_equal(d.images[np.array([3, 1])], x[order][[3, 1]])
+    np.testing.assert_array_equal(d.labels, y[order])
+    resized = data.load(tmp_path / "imgs", image_size=5)
+    assert resized.images.shape == (40, 5, 5) and resized.images[0].shape == (5, 5)
+    args = ["train", "--data", str(tmp_path / "imgs"), "--preset", "seed", "--experts", "4", "--epochs", "1",
+            "--set", "model.hidden=[8]", "--set", "model.manager_hidden=[8]", "--batch-size", "20", "--quiet",
+            "--out", str(tmp_path / "run")]
+    assert main(args) == 0
+
+
+def test_a_lazy_folder_with_mixed_sizes_is_refused(tmp_path, monkeypatch):
+    from PIL import Image
+
+    import mixvae.data as data
+
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "b.png")
+    monkeypatch.setattr(data, "LAZY_BYTES", 0)
+    import pytest
+
+    with pytest.raises(data.DataError, match="different sizes"):
+        data.load(tmp_path)

@@ -42,6 +42,7 @@ __all__ = [
     "BUILTIN",
     "DataError",
     "ImageData",
+    "LazyImages",
     "check_images",
     "fetch",
     "load",
@@ -587,6 +588,76 @@ def _load_image_files(folder: Path, files: list[Path], image_size: int | None) -
     return images, _folder_labels(folder, files)
 
 
+# Image folders larger than this (estimated as count x height x width bytes) are read lazily.
+LAZY_BYTES = 1 << 30
+
+
+class LazyImages:
+    """The images of a folder, read from disk only when indexed.
+
+    Behaves like a read-only uint8 array of shape (N, H, W) for what training needs: ``len``,
+    ``shape``, ``dtype``, and indexing with an int, a slice or an array of indices. Every image is
+    converted to grayscale (and resized to ``image_size`` when given) as it is read, so memory
+    holds only the batches in use.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+
+    def __init__(self, folder: Path, files: list[Path], image_size: int | None):
+        self.folder, self.files, self.image_size = folder, list(files), image_size
+        self.shape = (len(self.files), *_header_shape(folder, self.files, image_size))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self._read(int(index))
+        picks = range(len(self.files))[index] if isinstance(index, slice) else np.asarray(index).ravel()
+        out = np.empty((len(picks), *self.shape[1:]), dtype=np.uint8)  # (n, H, W)
+        for j, i in enumerate(picks):
+            out[j] = self._read(int(i))
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def _read(self, i: int) -> np.ndarray:
+        image = _read_image(self.files[i], self.image_size)
+        if image.shape != self.shape[1:]:
+            raise DataError(
+                f"{self.files[i]} is {image.shape[1]}x{image.shape[0]}, unlike the other images in {self.folder} "
+                f"({self.shape[2]}x{self.shape[1]}); pass --image-size N to resize them all to NxN."
+            )
+        return image
+
+
+def _header_shape(folder: Path, files: list[Path], image_size: int | None) -> tuple[int, int]:
+    """(H, W) shared by every image, read from the file headers only."""
+    if image_size is not None:
+        return image_size, image_size
+    from PIL import Image
+
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in files:
+        try:
+            with Image.open(path) as pil:
+                sizes.setdefault(pil.size, path)
+        except Exception as err:  # PIL raises many types for corrupt files
+            reason = _one_line(err) or type(err).__name__
+            raise DataError(f"cannot read image {path} ({reason}); expected a valid PNG/JPEG/BMP/GIF file.") from None
+        if len(sizes) > 1:
+            (a, pa), (b, pb) = list(sizes.items())[:2]
+            raise DataError(
+                f"images in {folder} have different sizes ({a[0]}x{a[1]} in {pa.name}, {b[0]}x{b[1]} in {pb.name}); "
+                "pass --image-size N to resize them all to NxN."
+            )
+    w, h = next(iter(sizes))
+    return h, w
+
+
 # ---------------------------------------------------------------- user data
 
 
@@ -605,6 +676,9 @@ def _load_folder(folder: Path, image_size: int | None) -> dict[str, Split]:
     files = _find_image_files(folder)
     if not files:
         raise DataError(_no_data_message(folder))
+    h, w = (image_size, image_size) if image_size else _read_image(files[0], None).shape
+    if len(files) * h * w > LAZY_BYTES:
+        return {"train": (LazyImages(folder, files, image_size), _folder_labels(folder, files))}
     return {"train": _load_image_files(folder, files, image_size)}
 
 
@@ -634,8 +708,8 @@ def _load_user(path: Path, image_size: int | None) -> dict[str, Split]:
         splits = _load_folder(path, image_size) if path.is_dir() else _load_file(path, image_size)
     except PermissionError as err:
         raise DataError(f"cannot read {path} ({_one_line(err)}); expected readable files.") from None
-    if image_size is not None:
-        splits = {k: (_resize(x, image_size), y) for k, (x, y) in splits.items()}
+    if image_size is not None:  # a lazy folder resizes each image as it reads it
+        splits = {k: (x if isinstance(x, LazyImages) else _resize(x, image_size), y) for k, (x, y) in splits.items()}
     return splits
 
 
