@@ -11,7 +11,6 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
 
 from mixvae.data import load
 from mixvae.train import nearest_neighbors

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from mixvae.config import ModelConfig, preset
 from mixvae.model import MixtureModule

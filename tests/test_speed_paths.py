@@ -6,7 +6,6 @@ import math
 import subprocess
 import sys
 
-import pytest
 import torch
 from torch.nn import functional as F
 

@@ -21,6 +21,14 @@ def _plt():
     return plt
 
 
+def _finish(fig, path: Path) -> Path:
+    """Lay out, write and close a figure."""
+    fig.tight_layout()
+    fig.savefig(path)
+    _plt().close(fig)
+    return Path(path)
+
+
 def image_grid(images: np.ndarray, shape: tuple[int, int], pad: int = 1) -> np.ndarray:
     """Tile images (rows, cols, D) or (rows, cols, H, W) in [0, 1] into one (R*H, C*W) array."""
     rows, cols = images.shape[:2]
@@ -99,36 +107,31 @@ def confusion_figure(conf: np.ndarray, path: Path, matched: Sequence[int] | None
     ax.set_yticks(range(c.shape[0]), [f"expert {k}" for k in order], fontsize=7)
     ax.set_xlabel("true class (evaluation only)")
     ax.set_title("routing vs. labels", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, path)
 
 
 def curves_figure(records: list[dict], path: Path) -> Path:
     """Loss and test metrics against epochs."""
     plt = _plt()
-    epochs = [r["epoch"] for r in records]
+    from matplotlib.ticker import MaxNLocator
+
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=110)
-    for key in ("loss", "mixture", "recon", "kl"):
-        vals = [r.get(key) for r in records]
-        if all(v is not None for v in vals):
-            axes[0].plot(epochs, vals, label=key)
-    axes[0].set_xlabel("epoch")
-    axes[0].set_title("training loss (per image)", fontsize=9)
-    axes[0].legend(fontsize=7)
-    for key in ("test_acc", "test_nmi", "test_ari"):
-        vals = [r.get(key) for r in records]
-        if all(v is not None for v in vals):
-            axes[1].plot(epochs, vals, marker=".", label=key[5:].upper())
-    axes[1].set_xlabel("epoch")
+    panels = (
+        (("loss", "mixture", "recon", "kl"), "training loss (per image)", {}),
+        (("test_acc", "test_nmi", "test_ari"), "test clustering (labels used only to evaluate)", {"marker": "."}),
+    )
+    for ax, (keys, title, style) in zip(axes, panels):
+        for key in keys:
+            vals = [r.get(key) for r in records]
+            if all(v is not None for v in vals):
+                ax.plot([r["epoch"] for r in records], vals, label=key.removeprefix("test_").upper()
+                        if key.startswith("test_") else key, **style)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
     axes[1].set_ylim(0, 1)
-    axes[1].set_title("test clustering (labels used only to evaluate)", fontsize=9)
-    axes[1].legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, path)
 
 
 def usage_figure(records: list[dict], path: Path) -> Path:
@@ -144,7 +147,4 @@ def usage_figure(records: list[dict], path: Path) -> Path:
     ax.set_ylabel("share of test images")
     ax.set_ylim(0, 1)
     ax.set_title("expert usage", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return Path(path)
+    return _finish(fig, path)
