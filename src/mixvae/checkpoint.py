@@ -109,9 +109,10 @@ def load_config(path: Path) -> RunConfig:
         raise CheckpointError(f"{path}: {e}") from None
 
 
-def save_weights(path: Path, module: torch.nn.Module, cfg: RunConfig) -> None:
+def save_weights(path: Path, module: torch.nn.Module, cfg: RunConfig, metadata: dict[str, str] | None = None) -> None:
+    """Write the module's weights as safetensors, with the config (and any ``metadata``) in the header."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()}
-    atomic_write(Path(path), st_save(tensors, metadata={"config": cfg.to_json()}))
+    atomic_write(Path(path), st_save(tensors, metadata={"config": cfg.to_json(), **(metadata or {})}))
 
 
 def load_weights(path: Path, module: torch.nn.Module) -> None:

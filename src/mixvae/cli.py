@@ -169,7 +169,7 @@ def _file_values(path: Path) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def resolve_config(args: argparse.Namespace, image_shape: tuple[int, int] | None = None):
+def resolve_config(args: argparse.Namespace):
     """defaults < preset < config file < flags (--set, then the named flags)."""
     from mixvae.checkpoint import load_config
     from mixvae.config import config_from_dict, preset
@@ -197,10 +197,7 @@ def resolve_config(args: argparse.Namespace, image_shape: tuple[int, int] | None
         flags["data"] = args.data
     if args.image_size is not None:
         flags["image_size"] = args.image_size
-    cfg = config_from_dict(flags, base=cfg)
-    if image_shape is not None:
-        cfg = config_from_dict({"model": {"image_shape": list(image_shape)}}, base=cfg)
-    return cfg
+    return config_from_dict(flags, base=cfg)
 
 
 def _prepare_run_dir(out: Path, cfg, overwrite: bool, remove: bool = True) -> None:
@@ -233,6 +230,7 @@ def _prepare_run_dir(out: Path, cfg, overwrite: bool, remove: bool = True) -> No
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from mixvae.config import config_from_dict
     from mixvae.data import load_split_pair
 
     for flag in ("epochs", "batch_size", "experts", "max_steps", "threads"):
@@ -247,14 +245,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         from mixvae.checkpoint import latest_checkpoint, load_config
 
         cfg = load_config(args.resume)
-        if any(getattr(args, f) is not None for f in ("preset", "config", "epochs", "batch_size", "lr", "experts",
-                                                       "seed", "data", "image_size")) or args.set:
-            # only the number of epochs may grow on resume; anything else would be another run
-            if any(getattr(args, f) is not None for f in ("preset", "config", "batch_size", "lr", "experts", "seed",
-                                                           "data", "image_size")) or args.set:
-                raise UsageError("--resume continues a run exactly as configured: only --epochs may be changed")
-            from mixvae.config import config_from_dict
-
+        # only the number of epochs may grow on resume; anything else would be another run
+        if args.set or any(getattr(args, f) is not None for f in ("preset", "config", "batch_size", "lr", "experts",
+                                                                  "seed", "data", "image_size")):
+            raise UsageError("--resume continues a run exactly as configured: only --epochs may be changed")
+        if args.epochs is not None:
             cfg = config_from_dict({"train": {"epochs": args.epochs}}, base=cfg)
         if latest_checkpoint(args.resume) is None:
             raise UsageError(f"{args.resume} holds no checkpoint to resume from")
@@ -265,7 +260,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     train, test = load_split_pair(cfg.data, image_size=cfg.image_size)
     shape = tuple(int(s) for s in train.images.shape[1:3])
     if args.resume is None:
-        cfg = resolve_config(args, image_shape=shape)
+        cfg = config_from_dict({"model": {"image_shape": list(shape)}}, base=cfg)
     elif tuple(cfg.model.image_shape) != shape:
         raise UsageError(f"the data's images are {shape}, but the run was trained on {tuple(cfg.model.image_shape)}")
     if len(train) < cfg.model.n_components:
@@ -479,9 +474,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- predict
 def _read_for_predict(path: Path, shape: tuple[int, int]):
-    import numpy as np
-
-    from mixvae.data import DataError, check_images, load
+    from mixvae.data import check_images, load, read_image
 
     if not path.exists():
         raise UsageError(f"{path} does not exist")
@@ -490,16 +483,7 @@ def _read_for_predict(path: Path, shape: tuple[int, int]):
         images = d.images
         names = [f"{path}[{i}]" for i in range(len(images))]
     else:
-        from PIL import Image, UnidentifiedImageError
-
-        try:
-            with Image.open(path) as im:
-                im = im.convert("L")
-                if im.size != (shape[1], shape[0]):
-                    im = im.resize((shape[1], shape[0]), Image.BILINEAR)
-                images = np.asarray(im, dtype=np.uint8)[None]
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            raise DataError(f"{path} is not a readable image ({str(e).splitlines()[0]})") from None
+        images = read_image(path, tuple(shape))[None]  # (1, H, W), resized to the model's size
         names = [str(path)]
     images = check_images(images, str(path))
     if tuple(images.shape[1:]) != tuple(shape):

@@ -44,6 +44,7 @@ __all__ = [
     "ImageData",
     "LazyImages",
     "check_images",
+    "read_image",
     "fetch",
     "load",
     "load_split_pair",
@@ -549,15 +550,19 @@ def _find_image_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def _read_image(path: Path, image_size: int | None) -> np.ndarray:
+def read_image(path: Path, image_size: int | tuple[int, int] | None) -> np.ndarray:
+    """One image file as grayscale uint8 (H, W), resized (bilinear) to ``image_size``: a side
+    length, an (H, W) pair, or None to keep its size."""
     from PIL import Image
 
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
     try:
         with Image.open(path) as pil:
             pil.load()
             gray = pil.convert("L")
-            if image_size is not None and gray.size != (image_size, image_size):
-                gray = gray.resize((image_size, image_size), Image.Resampling.BILINEAR)
+            if image_size is not None and gray.size != (image_size[1], image_size[0]):
+                gray = gray.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             return np.asarray(gray, dtype=np.uint8)
     except Exception as err:  # PIL raises many types for corrupt files
         reason = _one_line(err) or type(err).__name__
@@ -574,11 +579,11 @@ def _folder_labels(folder: Path, files: list[Path]) -> np.ndarray | None:
 
 
 def _load_image_files(folder: Path, files: list[Path], image_size: int | None) -> Split:
-    first = _read_image(files[0], image_size)
+    first = read_image(files[0], image_size)
     images = np.empty((len(files),) + first.shape, dtype=np.uint8)
     images[0] = first
     for i, path in enumerate(files[1:], start=1):
-        image = _read_image(path, image_size)
+        image = read_image(path, image_size)
         if image.shape != first.shape:
             raise DataError(
                 f"images in {folder} have different sizes ({first.shape[1]}x{first.shape[0]} in {files[0].name}, "
@@ -625,7 +630,7 @@ class LazyImages:
         return whole if dtype is None else whole.astype(dtype)
 
     def _read(self, i: int) -> np.ndarray:
-        image = _read_image(self.files[i], self.image_size)
+        image = read_image(self.files[i], self.image_size)
         if image.shape != self.shape[1:]:
             raise DataError(
                 f"{self.files[i]} is {image.shape[1]}x{image.shape[0]}, unlike the other images in {self.folder} "
@@ -676,7 +681,7 @@ def _load_folder(folder: Path, image_size: int | None) -> dict[str, Split]:
     files = _find_image_files(folder)
     if not files:
         raise DataError(_no_data_message(folder))
-    h, w = (image_size, image_size) if image_size else _read_image(files[0], None).shape
+    h, w = (image_size, image_size) if image_size else read_image(files[0], None).shape
     if len(files) * h * w > LAZY_BYTES:
         return {"train": (LazyImages(folder, files, image_size), _folder_labels(folder, files))}
     return {"train": _load_image_files(folder, files, image_size)}

@@ -240,9 +240,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         A folder is also a run folder: ``mixvae sample`` and ``mixvae predict`` read it. Returns
         the path written. Nothing is pickled: loading never runs code.
         """
-        from safetensors.torch import save as st_save
-
-        from mixvae.checkpoint import atomic_write, save_config
+        from mixvae.checkpoint import atomic_write, save_config, save_weights
 
         check_is_fitted(self, "module_")
         path = Path(path)
@@ -252,14 +250,12 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             "weights": [float(w) for w in getattr(self, "weights_", [])],
             "history": self.history_,
         }, default=str)
-        tensors = {k: v.detach().cpu().contiguous() for k, v in self.module_.state_dict().items()}
-        blob = st_save(tensors, metadata={"config": self.config_.to_json(), "estimator": meta})
         if path.suffix == ".safetensors":
-            atomic_write(path, blob)
+            save_weights(path, self.module_, self.config_, {"estimator": meta})
             return path
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path} is a file: expected a folder or a path ending in .safetensors.")
-        atomic_write(path / _WEIGHTS, blob)
+        save_weights(path / _WEIGHTS, self.module_, self.config_, {"estimator": meta})
         save_config(path, self.config_)
         atomic_write(path / _META, json.dumps(json.loads(meta), indent=2).encode())
         return path
