@@ -6,7 +6,7 @@ optionally per-expert generation accuracy (a classifier trained on labelled data
 judge samples) and an importance-weighted log-likelihood bound. Labels are used for evaluation
 only; no seed or run is picked by them: every seed run is reported.
 
-    python benchmarks/quality.py --data mnist --preset default --seeds 0 1 2 3 4 --gen-eval --kmeans
+    python benchmarks/quality.py --data mnist --preset default --seeds 0 1 2 3 4 --gen-eval --kmeans --jobs 2
     python benchmarks/quality.py --data mnist --preset seed --seeds 42 --epochs 15
     python benchmarks/quality.py --data fashion-mnist --preset default --seeds 0 1 2
 
@@ -16,10 +16,13 @@ Results go to benchmarks/results/quality-<data>-<preset>.json and a markdown tab
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
+import multiprocessing
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -130,6 +133,7 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
         "experts_used": rep["experts_used"], "seconds": seconds, "epochs": cfg.train.epochs,
         "seconds_per_epoch": float(np.mean(history.column("seconds"))),
         "acc_per_epoch": history.column("test_acc"),
+        "resplits": sum(r.get("resplits", 0) for r in history.records),  # label-free repairs made
     }
     if classifier is not None:
         row["generation"] = generation_accuracy(module, rep["matched_class"], classifier)
@@ -161,6 +165,7 @@ def main() -> None:
     p.add_argument("--iw-images", type=int, default=1000)
     p.add_argument("--runs", default=None, help="keep run folders under this folder")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--jobs", type=int, default=1, help="train this many seeds at once, in separate processes")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,14 +175,21 @@ def main() -> None:
     rows = []
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"quality-{args.data}-{args.preset}.json"
-    for seed in args.seeds:
-        rows.append(run_seed(args, seed, train, test, classifier))
-        out.with_suffix(".partial.json").write_text(json.dumps({"runs": rows}, indent=2))  # survives a stop
-        r = rows[-1]
-        print(f"seed {seed}: acc {r['acc']:.4f} nmi {r['nmi']:.4f} ari {r['ari']:.4f} "
-              f"experts {r['experts_used']} {r['seconds']:.0f}s"
-              + (f" gen-acc {r['generation']['mean']:.3f} covered {r['generation']['classes_covered']}"
-                 if "generation" in r else ""), flush=True)
+    pool = (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
+                                initializer=torch.set_num_threads, initargs=(args.threads or 1,))
+            if args.jobs > 1 else contextlib.nullcontext())
+    with pool:
+        if args.jobs > 1:  # results still arrive in seed order
+            finished = pool.map(run_seed, *zip(*[(args, s, train, test, classifier) for s in args.seeds]))
+        else:
+            finished = (run_seed(args, s, train, test, classifier) for s in args.seeds)
+        for seed, row in zip(args.seeds, finished):
+            rows.append(row)
+            out.with_suffix(".partial.json").write_text(json.dumps({"runs": rows}, indent=2))  # survives a stop
+            print(f"seed {seed}: acc {row['acc']:.4f} nmi {row['nmi']:.4f} ari {row['ari']:.4f} "
+                  f"experts {row['experts_used']} {row['seconds']:.0f}s resplits {row['resplits']}"
+                  + (f" gen-acc {row['generation']['mean']:.3f} covered {row['generation']['classes_covered']}"
+                     if "generation" in row else ""), flush=True)
     result = {
         "data": args.data, "preset": args.preset, "seeds": args.seeds, "machine": machine(),
         "command": "python benchmarks/quality.py " + " ".join(_argv()), "runs": rows,

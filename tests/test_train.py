@@ -84,7 +84,7 @@ def _params_and_optimizer(module, run_dir):
 def test_resume_is_exact(tmp_path, stop_at):
     x, _ = blobs(n_per=100, k=4)
     cfg = blob_config(epochs=2, batch_size=40, router_reg="neighbors", router_neighbors=3, router_pca=8,
-                      augment=True, self_label_epoch=1, self_label_threshold=0.5)
+                      augment=True, self_label_epoch=1, self_label_threshold=0.5, resplit_ratio=0.9)
     straight, _ = fit(cfg, x, run_dir=tmp_path / "a", log=None, progress=False)
     fit(cfg, x, run_dir=tmp_path / "b", log=None, progress=False, max_steps=stop_at)
     resumed, history = fit(cfg, x, run_dir=tmp_path / "b", resume=True, log=None, progress=False)
@@ -138,6 +138,7 @@ def test_default_recipe_on_blobs():
     """Deformed views, neighbour consistency, then self-labelling: the default preset's recipe."""
     x, y = blobs(n_per=100, k=4, seed=3)
     cfg = blob_config(router_reg="neighbors", router_neighbors=5, router_pca=8, router_entropy=5.0, augment=True,
-                      self_label_epoch=4, self_label_threshold=0.9, epochs=6, seed=3)
+                      self_label_epoch=4, self_label_threshold=0.9, resplit_ratio=0.5, epochs=6, seed=3)
     module, history = fit(cfg, x, x, y, log=None, progress=False)
     assert adjusted_rand_score(y, predict_proba(module, x).argmax(1)) > 0.9
+    assert [r.get("resplits") for r in history.records] == [None] * 4 + [0, 0]  # nothing to repair here

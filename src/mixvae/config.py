@@ -148,6 +148,9 @@ class TrainConfig:
     augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
     self_label_epoch: int = 0  # from this epoch on (0: never) the manager learns from its confident routings
     self_label_threshold: float = 0.99
+    # when self-labelling, re-split two experts' images where a spectral cut of their neighbour graph
+    # has at most this times their current normalised cut (0: never; see mixvae.refine)
+    resplit_ratio: float = 0.0
     keep_checkpoints: int = 2
     checkpoint_every: int = 0  # also checkpoint every this many steps (0: once per epoch)
     eval_batch_size: int = 1000
@@ -167,6 +170,8 @@ class TrainConfig:
                self.self_label_epoch, "an integer >= 0")
         _check(0 < self.self_label_threshold < 1, "self_label_threshold", self.self_label_threshold,
                "a number between 0 and 1")
+        _check(isinstance(self.resplit_ratio, (int, float)) and 0 <= self.resplit_ratio < 1, "resplit_ratio",
+               self.resplit_ratio, "a number >= 0 and < 1")
         _positive_int("keep_checkpoints", self.keep_checkpoints)
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0")
         _positive_int("eval_batch_size", self.eval_batch_size)
@@ -244,6 +249,7 @@ def _default_preset() -> tuple[dict[str, Any], dict[str, Any]]:
         augment=True,
         self_label_epoch=5,
         self_label_threshold=0.99,
+        resplit_ratio=0.5,
     )
     return model, train
 

@@ -20,7 +20,7 @@ import torch
 from torch.utils.data.distributed import DistributedSampler
 
 from mixvae import checkpoint as ckpt
-from mixvae import objectives
+from mixvae import objectives, refine
 from mixvae.config import ConfigError, RunConfig
 from mixvae.augment import random_affine
 from mixvae.model import MixtureModule
@@ -231,6 +231,7 @@ def fit(
     frames: list[torch.Tensor] = []  # progress figure: per epoch, one z decoded by every expert
     epoch, step, step_in_epoch = 0, 0, 0
     self_labels: tuple[torch.Tensor, torch.Tensor] | None = None  # (N,) targets (-1: none), (K,) weights
+    resplits = 0  # expert pairs re-split when this epoch's self-labelling targets were made
 
     if resume and run_dir is not None:
         path, state = ckpt.load_latest_checkpoint(run_dir, warn=lambda m: warnings.warn(m, RuntimeWarning, 2))
@@ -247,6 +248,7 @@ def fit(
             frames = list(state["frames"]) if len(state["frames"]) else []
             if len(state.get("self_labels", ())):
                 self_labels = (state["self_labels"], state["self_label_weight"])
+            resplits = int(state.get("resplits", 0))
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise ckpt.CheckpointError(f"{path} is not a complete mixvae checkpoint ({type(e).__name__})") from None
         if main:
@@ -307,6 +309,7 @@ def fit(
             "frames": torch.stack(frames) if frames else torch.zeros(0),
             "self_labels": self_labels[0] if self_labels is not None else torch.zeros(0),
             "self_label_weight": self_labels[1] if self_labels is not None else torch.zeros(0),
+            "resplits": resplits,
             "config": cfg.to_json(),
         }
         ckpt.save_checkpoint(run_dir, at_step, state, keep=tc.keep_checkpoints)
@@ -320,7 +323,12 @@ def fit(
             batches = [order[i:i + per_rank] for i in range(0, len(order), per_rank)]
             self_labelling = neighbors is not None and 0 < tc.self_label_epoch <= epoch
             if self_labelling and (self_labels is None or step_in_epoch == 0):
-                self_labels = _self_labels(module, train_u8, tc.self_label_threshold, tc.eval_batch_size, device)
+                self_labels, moves = _self_labels(module, train_u8, tc.self_label_threshold, tc.eval_batch_size,
+                                                  device, neighbors, tc.resplit_ratio)
+                resplits = len(moves)
+                for move in moves:
+                    if log and main:
+                        log(f"epoch {epoch + 1}: {move}")
             bar = _progress_bar(len(batches), step_in_epoch, f"epoch {epoch + 1}/{tc.epochs}", progress)
             t0 = time.perf_counter()
             sums: dict[str, float] = {}
@@ -394,6 +402,8 @@ def fit(
                 torch.distributed.all_reduce(total)
                 sums = dict(zip(keys, (total / world).tolist()))
             record = {"epoch": epoch + 1, "step": step, "seconds": round(seconds, 3)}
+            if self_labelling:
+                record["resplits"] = resplits
             record.update({k: round(v / max(counted, 1), 5) for k, v in sums.items()})
             if main:
                 record.update(_evaluate(module, test_images, test_labels, tc.eval_batch_size, device))
@@ -419,16 +429,26 @@ def fit(
     return module, history
 
 
-def _self_labels(module: MixtureModule, images, threshold: float, batch_size: int,
-                 device) -> tuple[torch.Tensor, torch.Tensor]:
+def _self_labels(module: MixtureModule, images, threshold: float, batch_size: int, device,
+                 neighbors: torch.Tensor | None = None, resplit_ratio: float = 0.0
+                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[refine.Resplit]]:
     """Targets for self-labelling: each training image's expert where the manager is at least
-    ``threshold`` sure (else -1), and per-expert weights inversely proportional to their counts."""
+    ``threshold`` sure (else -1), and per-expert weights inversely proportional to their counts.
+
+    With ``resplit_ratio`` > 0, the images of expert pairs that :func:`mixvae.refine.resplit_pairs`
+    re-splits on the neighbour graph all get their new expert as the target."""
     probs = torch.from_numpy(predict_proba(module, images, batch_size, device))  # (N, K)
     conf, expert = probs.max(1)
     targets = torch.where(conf > threshold, expert, torch.full_like(expert, -1))  # (N,)
+    moves: list[refine.Resplit] = []
+    if resplit_ratio > 0 and neighbors is not None:
+        new, changed, moves = refine.resplit_pairs(expert.numpy(), neighbors.numpy(), probs.shape[1],
+                                                   ratio=resplit_ratio)
+        changed = torch.from_numpy(changed)
+        targets[changed] = torch.from_numpy(new)[changed]
     counts = torch.bincount(targets[targets >= 0], minlength=probs.shape[1]).float()  # (K,)
     weight = 1.0 / counts.clamp_min(1.0)
-    return targets, weight / weight.sum() * probs.shape[1]
+    return (targets, weight / weight.sum() * probs.shape[1]), moves
 
 
 def _where(epoch: int, i: int, step: int) -> str:
