@@ -3,7 +3,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import NearestNeighbors
 
-from mixvae.refine import pair_cuts, resplit_pairs
+from mixvae.refine import pair_cuts, resplit_pairs, split_pair
 
 
 def two_groups_and_a_third(n: int = 300, seed: int = 0):
@@ -70,3 +70,12 @@ def test_tiny_pairs_are_skipped():
     nb = np.array([[1], [2], [3], [4], [0]])
     new, changed, moves = resplit_pairs(assign, nb, 2)
     assert moves == [] and np.array_equal(new, assign)
+
+
+def test_split_pair_reports_the_cut_before_and_after():
+    pts, cls, nb = two_groups_and_a_third()
+    stuck = np.where(cls == 2, 2, (pts[:, 1] > 1).astype(int))
+    experts, move = split_pair(stuck, nb, 0, 1)
+    assert experts.shape == (np.sum(cls != 2),) and set(np.unique(experts)) == {0, 1}
+    assert (move.a, move.b, move.images) == (0, 1, np.sum(cls != 2))
+    assert move.ncut_after < move.ncut_before

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import ArpackError, eigsh
 
-__all__ = ["Resplit", "resplit_pairs", "pair_cuts"]
+__all__ = ["Resplit", "resplit_pairs", "split_pair", "pair_cuts"]
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,9 @@ def resplit_pairs(assign: np.ndarray, neighbors: np.ndarray, n_clusters: int, *,
         How many of the most joined pairs to try, most joined first; a cluster takes part in at
         most one accepted re-split per call.
     n_vectors : int
-        Candidate cuts are the best threshold along each of this many leading non-trivial
-        eigenvectors of the pair's normalised adjacency matrix.
+        Candidate cuts are the best threshold along each of the ``n_vectors + 1`` leading
+        eigenvectors of the pair's normalised adjacency matrix (the first is constant on a
+        connected graph).
     min_share : float
         Each side of a cut holds at least this share of the pair's images.
 
@@ -87,23 +88,34 @@ def resplit_pairs(assign: np.ndarray, neighbors: np.ndarray, n_clusters: int, *,
         a, b = int(a), int(b)
         if a in done or b in done or cuts[a, b] <= 0:
             continue
+        found = split_pair(assign, neighbors, a, b, n_vectors=n_vectors, min_share=min_share)
+        if found is None or not found[1].ncut_after <= ratio * found[1].ncut_before:
+            continue
         members = np.flatnonzero((assign == a) | (assign == b))
-        side = _spectral_split(members, neighbors, n_vectors, min_share)
-        if side is None:
-            continue
-        graph, degree = _subgraph(members, neighbors)
-        before = _ncut(graph, degree, assign[members] == a)
-        after = _ncut(graph, degree, side)
-        if not after <= ratio * before:
-            continue
-        # the side that keeps more of expert a's images stays with a, so routings change least
-        if np.sum(side & (assign[members] == a)) < np.sum(~side & (assign[members] == a)):
-            side = ~side
-        out[members] = np.where(side, a, b)
+        out[members] = found[0]
         changed[members] = True
         done.update((a, b))
-        moves.append(Resplit(a, b, len(members), float(before), float(after)))
+        moves.append(found[1])
     return out, changed, moves
+
+
+def split_pair(assign: np.ndarray, neighbors: np.ndarray, a: int, b: int, *, n_vectors: int = 5,
+               min_share: float = 0.05) -> tuple[np.ndarray, Resplit] | None:
+    """The spectral two-way split of experts ``a`` and ``b``'s images with the lowest normalised cut.
+
+    Returns (the new expert, a or b, of each of those images in index order, the :class:`Resplit`
+    with the cut before and after), or None when the pair is too small to split.
+    """
+    members = np.flatnonzero((assign == a) | (assign == b))
+    graph, degree = _subgraph(members, neighbors)
+    side = _spectral_split(graph, degree, n_vectors, min_share)
+    if side is None:
+        return None
+    was_a = assign[members] == a
+    before, after = _ncut(graph, degree, was_a), _ncut(graph, degree, side)
+    if np.sum(side & was_a) < np.sum(~side & was_a):  # the side with more of a's images stays a
+        side = ~side
+    return np.where(side, a, b), Resplit(a, b, len(members), before, after)
 
 
 def _subgraph(members: np.ndarray, neighbors: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
@@ -128,12 +140,11 @@ def _ncut(graph: sp.csr_matrix, degree: np.ndarray, side: np.ndarray) -> float:
     return float(cut / vol_a + cut / vol_b)
 
 
-def _spectral_split(members: np.ndarray, neighbors: np.ndarray, n_vectors: int,
+def _spectral_split(graph: sp.csr_matrix, degree: np.ndarray, n_vectors: int,
                     min_share: float) -> np.ndarray | None:
-    """The two-way split of ``members`` with the lowest normalised cut among threshold cuts along
-    the leading eigenvectors of D^-1/2 A D^-1/2 (None when the graph is too small)."""
-    n = len(members)
-    graph, degree = _subgraph(members, neighbors)
+    """The two-way split of a graph's nodes with the lowest normalised cut among threshold cuts
+    along the leading eigenvectors of D^-1/2 A D^-1/2 (None when the graph is too small)."""
+    n = len(degree)
     if n < max(4 * (n_vectors + 1), 20):
         return None
     scale = 1.0 / np.sqrt(degree)
