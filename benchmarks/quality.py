@@ -10,7 +10,8 @@ only; no seed or run is picked by them: every seed run is reported.
     python benchmarks/quality.py --data mnist --preset seed --seeds 42 --epochs 15
     python benchmarks/quality.py --data fashion-mnist --preset default --seeds 0 1 2
 
-Results go to benchmarks/results/quality-<data>-<preset>.json and a markdown table is printed.
+Results go to benchmarks/results/quality-<data>-<preset>[-<tag>].json and a markdown table is printed.
+``--set train.KEY=VALUE`` changes one setting of the preset (give it a ``--tag``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mixvae.cli import _set_pairs
+from mixvae.config import config_from_dict
 from mixvae.config import preset as make_preset
 from mixvae.data import load_split_pair, mixvae_home
 from mixvae.metrics import cluster_accuracy, clustering_report
@@ -118,7 +121,8 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
     if args.epochs:
         changes["epochs"] = args.epochs
     cfg = dataclasses.replace(cfg, data=args.data, train=dataclasses.replace(cfg.train, **changes))
-    run_dir = Path(args.runs) / f"{args.data}-{args.preset}-seed{seed}" if args.runs else None
+    cfg = config_from_dict(_set_pairs(args.set), base=cfg)
+    run_dir = Path(args.runs) / f"{args.data}-{_name(args)}-seed{seed}" if args.runs else None
     t0 = time.perf_counter()
     module, history = fit(cfg, train.images, test.images, test.labels, run_dir=run_dir,
                           log=(lambda m: print(f"  [seed {seed}] {m}", flush=True)), progress=False)
@@ -147,6 +151,10 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
     return row
 
 
+def _name(args) -> str:
+    return args.preset + (f"-{args.tag}" if args.tag else "")
+
+
 def summarise(rows: list[dict], key: str) -> str:
     v = np.array([r[key] for r in rows], dtype=float)
     return f"{v.mean():.4f} +/- {v.std():.4f}" if len(v) > 1 else f"{v[0]:.4f}"
@@ -166,6 +174,9 @@ def main() -> None:
     p.add_argument("--runs", default=None, help="keep run folders under this folder")
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--jobs", type=int, default=1, help="train this many seeds at once, in separate processes")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="change one setting of the preset, as in 'mixvae train --set'")
+    p.add_argument("--tag", default=None, help="results go to quality-<data>-<preset>-<tag>.json")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -174,7 +185,7 @@ def main() -> None:
     classifier = judge(args.data, train.images, train.labels) if args.gen_eval else None
     rows = []
     RESULTS.mkdir(parents=True, exist_ok=True)
-    out = RESULTS / f"quality-{args.data}-{args.preset}.json"
+    out = RESULTS / f"quality-{args.data}-{_name(args)}.json"
     pool = (ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn"),
                                 initializer=torch.set_num_threads, initargs=(args.threads or 1,))
             if args.jobs > 1 else contextlib.nullcontext())
@@ -191,7 +202,7 @@ def main() -> None:
                   + (f" gen-acc {row['generation']['mean']:.3f} covered {row['generation']['classes_covered']}"
                      if "generation" in row else ""), flush=True)
     result = {
-        "data": args.data, "preset": args.preset, "seeds": args.seeds, "machine": machine(),
+        "data": args.data, "preset": args.preset, "set": args.set, "seeds": args.seeds, "machine": machine(),
         "command": "python benchmarks/quality.py " + " ".join(_argv()), "runs": rows,
     }
     if args.kmeans:

@@ -21,7 +21,7 @@ __all__ = ["Resplit", "resplit_pairs", "split_pair", "pair_cuts"]
 
 @dataclass(frozen=True)
 class Resplit:
-    """One accepted re-split: experts ``a`` and ``b`` and their normalised cut before and after."""
+    """A re-split of experts ``a`` and ``b``: how many images, and their normalised cut before and after."""
 
     a: int
     b: int
