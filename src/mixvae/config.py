@@ -220,7 +220,8 @@ def _seed_preset() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def _default_preset() -> tuple[dict[str, Any], dict[str, Any]]:
     """The best recipe found: the manager learns the clusters from neighbour-consistent routing of
-    deformed views (then from its own confident routings); each expert, a Bernoulli VAE, learns the
+    deformed views, then from its own confident routings, where expert pairs that share two kinds
+    of image are re-split on the neighbour graph first; each expert, a Bernoulli VAE, learns the
     images routed to it through the mixture ELBO."""
     model = dict(
         latent_dim=16,
@@ -262,7 +263,8 @@ def _fashion_preset() -> tuple[dict[str, Any], dict[str, Any]]:
 
 # name -> (description, factory of (model overrides, train overrides))
 PRESETS: dict[str, tuple[str, Any]] = {
-    "default": ("the best preset: neighbour-consistent routing of deformed views, Bernoulli VAE experts",
+    "default": ("the best preset: neighbour-consistent routing of deformed views, self-labelling with "
+                "re-splits of merged expert pairs, Bernoulli VAE experts",
                 _default_preset),
     "fashion": ("'default' with mirrored views, for Fashion-MNIST and other data without a handedness",
                 _fashion_preset),

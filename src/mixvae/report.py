@@ -102,7 +102,8 @@ def _eval_tables(ev: dict[str, Any], K: int) -> str:
 
 def _history_table(records: list[dict[str, Any]]) -> str:
     keys = [k for k in ("epoch", "step", "loss", "mixture", "recon", "kl", "balance", "test_acc", "test_nmi",
-                        "test_ari", "experts_used", "routing_entropy", "seconds") if any(k in r for r in records)]
+                        "test_ari", "experts_used", "routing_entropy", "resplits", "seconds")
+            if any(k in r for r in records)]
     rows = [[r.get(k, "") for k in keys] for r in records]
     return f'<div class="scroll">{_table(keys, rows)}</div>'
 
