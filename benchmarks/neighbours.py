@@ -2,6 +2,7 @@
 preset's routing regulariser. Labels are used here to measure that signal, never in training.
 
     python benchmarks/neighbours.py --data mnist fashion-mnist --k 10
+    python benchmarks/neighbours.py --features RUN   # neighbours in a trained manager's last hidden layer
 """
 
 from __future__ import annotations
@@ -12,8 +13,28 @@ import time
 from pathlib import Path
 
 
+import numpy as np
+import torch
+
+from mixvae.checkpoint import load_run
 from mixvae.data import load
-from mixvae.train import nearest_neighbors
+from mixvae.train import images_to_tensor, nearest_neighbors
+
+
+@torch.no_grad()
+def feature_neighbors(run: Path, images: np.ndarray, k: int, chunk: int = 2048) -> np.ndarray:
+    """(N, k) nearest neighbours by cosine similarity of the manager's last hidden layer."""
+    module, _ = load_run(run)
+    trunk = module.manager.net[:-1]  # everything before the routing logits
+    feats = torch.cat([trunk(images_to_tensor(images, s, s + chunk)) for s in range(0, len(images), chunk)])
+    feats = torch.nn.functional.normalize(feats, dim=1)
+    out = torch.empty(len(feats), k, dtype=torch.long)
+    for s in range(0, len(feats), chunk):
+        sim = feats[s:s + chunk] @ feats.t()
+        rows = torch.arange(s, min(s + chunk, len(feats)))
+        sim[rows - s, rows] = -2.0  # not its own neighbour
+        out[s:s + chunk] = sim.topk(k, dim=1).indices
+    return out.numpy()
 
 
 def main() -> None:
@@ -21,18 +42,26 @@ def main() -> None:
     p.add_argument("--data", nargs="+", default=["mnist", "fashion-mnist"])
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--pca", type=int, default=50)
+    p.add_argument("--features", type=Path, help="a run folder: use its manager's features, on its data")
     args = p.parse_args()
     results = {}
-    for name in args.data:
+    sources = [(str(args.features), load_run(args.features)[1].data)] if args.features else \
+        [(name, name) for name in args.data]
+    for key, name in sources:
         d = load(name, "train")
         t0 = time.perf_counter()
-        nb = nearest_neighbors(d.images, args.k, args.pca).numpy()  # (N, k)
+        if args.features:
+            nb = feature_neighbors(args.features, d.images, args.k)
+        else:
+            nb = nearest_neighbors(d.images, args.k, args.pca).numpy()  # (N, k)
         same = d.labels[nb] == d.labels[:, None]  # (N, k)
-        results[name] = {"k": args.k, "pca": args.pca, "same_class": float(same.mean()),
-                         "nearest_same_class": float(same[:, 0].mean()), "seconds": time.perf_counter() - t0}
-        print(f"{name}: {same.mean():.3f} of the {args.k} nearest neighbours share the image's class "
-              f"(nearest one: {same[:, 0].mean():.3f}); {results[name]['seconds']:.0f} s", flush=True)
-    out = Path(__file__).resolve().parent / "results" / "neighbours.json"
+        results[key] = {"data": name, "k": args.k, "embedding": "manager features" if args.features else
+                        f"PCA-{args.pca} pixels", "same_class": float(same.mean()),
+                        "nearest_same_class": float(same[:, 0].mean()), "seconds": time.perf_counter() - t0}
+        print(f"{key}: {same.mean():.3f} of the {args.k} nearest neighbours share the image's class "
+              f"(nearest one: {same[:, 0].mean():.3f}); {results[key]['seconds']:.0f} s", flush=True)
+    out = Path(__file__).resolve().parent / "results" / ("neighbours-features.json" if args.features
+                                                          else "neighbours.json")
     out.write_text(json.dumps(results, indent=2))
 
 
