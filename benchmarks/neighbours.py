@@ -60,8 +60,8 @@ def main() -> None:
                         "nearest_same_class": float(same[:, 0].mean()), "seconds": time.perf_counter() - t0}
         print(f"{key}: {same.mean():.3f} of the {args.k} nearest neighbours share the image's class "
               f"(nearest one: {same[:, 0].mean():.3f}); {results[key]['seconds']:.0f} s", flush=True)
-    out = Path(__file__).resolve().parent / "results" / ("neighbours-features.json" if args.features
-                                                          else "neighbours.json")
+    name = "neighbours" + ("-features" if args.features else "") + (f"-k{args.k}" if args.k != 10 else "")
+    out = Path(__file__).resolve().parent / "results" / f"{name}.json"
     out.write_text(json.dumps(results, indent=2))
 
 
