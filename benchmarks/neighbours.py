@@ -18,7 +18,7 @@ import torch
 
 from mixvae.checkpoint import load_run
 from mixvae.data import load
-from mixvae.train import images_to_tensor, nearest_neighbors
+from mixvae.train import cosine_neighbors, images_to_tensor, nearest_neighbors
 
 
 @torch.no_grad()
@@ -27,15 +27,7 @@ def feature_neighbors(run: Path, images: np.ndarray, k: int, chunk: int = 2048) 
     module, _ = load_run(run)
     trunk = module.manager.net[:-1]  # everything before the routing logits
     feats = torch.cat([trunk(images_to_tensor(images, s, s + chunk)) for s in range(0, len(images), chunk)])
-    feats = torch.nn.functional.normalize(feats, dim=1)
-    out = torch.empty(len(feats), k, dtype=torch.long)
-    for s in range(0, len(feats), chunk):
-        sim = feats[s:s + chunk] @ feats.t()
-        rows = torch.arange(s, min(s + chunk, len(feats)))
-        sim[rows - s, rows] = -2.0  # not its own neighbour
-        out[s:s + chunk] = sim.topk(k, dim=1).indices
-    return out.numpy()
-
+    return cosine_neighbors(feats, k, chunk).numpy()
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -29,11 +29,14 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--pairs", type=int, default=3, help="how many of the most joined pairs to show")
     args = p.parse_args()
+    datasets: dict[str, object] = {}
     graphs: dict[tuple, np.ndarray] = {}
     results = {}
     for run in args.runs:
         module, cfg = load_run(run)
-        data = load(cfg.data, "train")
+        if cfg.data not in datasets:
+            datasets[cfg.data] = load(cfg.data, "train")
+        data = datasets[cfg.data]
         key = (cfg.data, cfg.train.router_neighbors, cfg.train.router_pca)
         if key not in graphs:
             graphs[key] = nearest_neighbors(data.images, key[1], key[2]).numpy()

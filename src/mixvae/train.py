@@ -26,7 +26,7 @@ from mixvae.augment import random_affine
 from mixvae.model import MixtureModule
 
 __all__ = ["fit", "make_adam", "History", "TrainingError", "images_to_tensor", "predict_proba", "nearest_neighbors",
-           "read_rows"]
+           "cosine_neighbors", "read_rows"]
 
 
 class TrainingError(RuntimeError):
@@ -89,6 +89,11 @@ def nearest_neighbors(images: np.ndarray, k: int, dims: int = 50, chunk: int = 2
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
     e = torch.cat([(images_to_tensor(images, s, s + chunk) - mean) @ v[:dims].t()
                    for s in range(0, n, chunk)])  # (N, dims)
+    return cosine_neighbors(e, k, chunk)
+
+
+def cosine_neighbors(e: torch.Tensor, k: int, chunk: int = 2048) -> torch.Tensor:
+    """Indices (N, k) of each row's k most cosine-similar other rows of embeddings e (N, d)."""
     e = torch.nn.functional.normalize(e, dim=1)  # cosine similarity: the nearest have the largest e_i . e_j
     sq = (e * e).sum(1)  # (N,)
     out = torch.empty(e.shape[0], k, dtype=torch.long)
@@ -326,8 +331,8 @@ def fit(
                 self_labels, moves = _self_labels(module, train_u8, tc.self_label_threshold, tc.eval_batch_size,
                                                   device, neighbors, tc.resplit_ratio)
                 resplits = len(moves)
-                for move in moves:
-                    if log and main:
+                if log and main:
+                    for move in moves:
                         log(f"epoch {epoch + 1}: {move}")
             bar = _progress_bar(len(batches), step_in_epoch, f"epoch {epoch + 1}/{tc.epochs}", progress)
             t0 = time.perf_counter()
