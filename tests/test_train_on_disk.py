@@ -64,12 +64,13 @@ def test_a_large_image_folder_is_read_lazily(tmp_path, monkeypatch):
     from PIL import Image
 
     import mixvae.data as data
+    from mixvae.data import folders
 
     x, y = blobs(n_per=10, k=4)
     for i, (image, label) in enumerate(zip(x, y)):
         (tmp_path / "imgs" / f"c{label}").mkdir(parents=True, exist_ok=True)
         Image.fromarray(image).save(tmp_path / "imgs" / f"c{label}" / f"{i:03d}.png")
-    monkeypatch.setattr(data, "LAZY_BYTES", 0)  # treat this small folder as one larger than memory
+    monkeypatch.setattr(folders, "LAZY_BYTES", 0)  # treat this small folder as one larger than memory
     d = data.load(tmp_path / "imgs")
     assert isinstance(d.images, data.LazyImages) and d.images.shape == (40, 8, 8) and len(d) == 40
     order = np.argsort(y, kind="stable")  # files are sorted by class folder, then name
@@ -88,10 +89,11 @@ def test_a_lazy_folder_with_mixed_sizes_is_refused(tmp_path, monkeypatch):
     from PIL import Image
 
     import mixvae.data as data
+    from mixvae.data import folders
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")
     Image.fromarray(np.zeros((9, 8), np.uint8)).save(tmp_path / "b.png")
-    monkeypatch.setattr(data, "LAZY_BYTES", 0)
+    monkeypatch.setattr(folders, "LAZY_BYTES", 0)
     import pytest
 
     with pytest.raises(data.DataError, match="different sizes"):

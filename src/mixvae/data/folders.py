@@ -1,0 +1,170 @@
+"""Folders of user data: image files (PNG/JPEG/BMP/GIF) or IDX files (:func:`load_folder`).
+
+Owns reading one image file (:func:`read_image`), sub-folder names as labels, and
+:class:`LazyImages` for image folders too large to hold in memory (:data:`LAZY_BYTES`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+
+from mixvae.data.arrays import DataError, Split, one_line
+from mixvae.data.formats import idx_kind, load_idx_folder
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+
+# ---------------------------------------------------------------- image files
+
+
+def _find_image_files(folder: Path) -> list[Path]:
+    found = []
+    for path in folder.rglob("*"):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") for part in rel.parts):
+            continue
+        if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
+            found.append(path)
+    return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
+
+
+def read_image(path: Path, image_size: int | tuple[int, int] | None) -> np.ndarray:
+    """One image file as grayscale uint8 (H, W), resized (bilinear) to ``image_size``: a side
+    length, an (H, W) pair, or None to keep its size."""
+    from PIL import Image
+
+    if isinstance(image_size, int):
+        image_size = (image_size, image_size)
+    try:
+        with Image.open(path) as pil:
+            pil.load()
+            gray = pil.convert("L")
+            if image_size is not None and gray.size != (image_size[1], image_size[0]):
+                gray = gray.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
+            return np.asarray(gray, dtype=np.uint8)
+    except Exception as err:  # PIL raises many types for corrupt files  # noqa: BLE001
+        reason = one_line(err) or type(err).__name__
+        raise DataError(f"cannot read image {path} ({reason}); expected a valid PNG/JPEG/BMP/GIF file.") from None
+
+
+def _folder_labels(folder: Path, files: list[Path]) -> np.ndarray | None:
+    parents = [p.relative_to(folder).parts for p in files]
+    if not all(len(parts) == 2 for parts in parents):
+        return None
+    classes = sorted({parts[0] for parts in parents})
+    index = {name: i for i, name in enumerate(classes)}
+    return np.array([index[parts[0]] for parts in parents], dtype=np.int64)
+
+
+def load_image_files(folder: Path, files: list[Path], image_size: int | None) -> Split:
+    """The image ``files`` of ``folder`` read into memory, with sub-folder labels when every file has one."""
+    first = read_image(files[0], image_size)
+    images = np.empty((len(files),) + first.shape, dtype=np.uint8)
+    images[0] = first
+    for i, path in enumerate(files[1:], start=1):
+        image = read_image(path, image_size)
+        if image.shape != first.shape:
+            raise DataError(
+                f"images in {folder} have different sizes ({first.shape[1]}x{first.shape[0]} in {files[0].name}, "
+                f"{image.shape[1]}x{image.shape[0]} in {path.name}); pass --image-size N to resize them all to NxN."
+            )
+        images[i] = image
+    return images, _folder_labels(folder, files)
+
+
+# Image folders larger than this (estimated as count x height x width bytes) are read lazily.
+LAZY_BYTES = 1 << 30
+
+
+class LazyImages:
+    """The images of a folder, read from disk only when indexed.
+
+    Behaves like a read-only uint8 array of shape (N, H, W) for what training needs: ``len``,
+    ``shape``, ``dtype``, and indexing with an int, a slice or an array of indices. Every image is
+    converted to grayscale (and resized to ``image_size`` when given) as it is read, so memory
+    holds only the batches in use.
+    """
+
+    dtype = np.dtype(np.uint8)
+    ndim = 3
+
+    def __init__(self, folder: Path, files: list[Path], image_size: int | None):
+        self.folder, self.files, self.image_size = folder, list(files), image_size
+        self.shape = (len(self.files), *_header_shape(folder, self.files, image_size))
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        if isinstance(index, (int, np.integer)):
+            return self._read(int(index))
+        picks = range(len(self.files))[index] if isinstance(index, slice) else np.asarray(index).ravel()
+        out = np.empty((len(picks), *self.shape[1:]), dtype=np.uint8)  # (n, H, W)
+        for j, i in enumerate(picks):
+            out[j] = self._read(int(i))
+        return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)
+
+    def _read(self, i: int) -> np.ndarray:
+        image = read_image(self.files[i], self.image_size)
+        if image.shape != self.shape[1:]:
+            raise DataError(
+                f"{self.files[i]} is {image.shape[1]}x{image.shape[0]}, unlike the other images in {self.folder} "
+                f"({self.shape[2]}x{self.shape[1]}); pass --image-size N to resize them all to NxN."
+            )
+        return image
+
+
+def _header_shape(folder: Path, files: list[Path], image_size: int | None) -> tuple[int, int]:
+    """(H, W) shared by every image, read from the file headers only."""
+    if image_size is not None:
+        return image_size, image_size
+    from PIL import Image
+
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in files:
+        try:
+            with Image.open(path) as pil:
+                sizes.setdefault(pil.size, path)
+        except Exception as err:  # PIL raises many types for corrupt files  # noqa: BLE001
+            reason = one_line(err) or type(err).__name__
+            raise DataError(f"cannot read image {path} ({reason}); expected a valid PNG/JPEG/BMP/GIF file.") from None
+        if len(sizes) > 1:
+            (a, pa), (b, pb) = list(sizes.items())[:2]
+            raise DataError(
+                f"images in {folder} have different sizes ({a[0]}x{a[1]} in {pa.name}, {b[0]}x{b[1]} in {pb.name}); "
+                "pass --image-size N to resize them all to NxN."
+            )
+    w, h = next(iter(sizes))
+    return h, w
+
+
+# ---------------------------------------------------------------- folders
+
+
+def _no_data_message(folder: Path) -> str:
+    arrays = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in {".npz", ".npy"})
+    hint = f" (to use {arrays[0]}, pass its path instead of the folder)" if arrays else ""
+    if not any(folder.iterdir()):
+        return f"{folder} is an empty folder; expected PNG/JPEG files, IDX files or a .npz/.npy."
+    return f"no images found in {folder}, expected PNG/JPEG files, IDX files or a .npz/.npy{hint}."
+
+
+def load_folder(folder: Path, image_size: int | None) -> dict[str, Split]:
+    """The splits of a folder: its IDX files if it has any, else its image files (lazily when large)."""
+    idx = sorted(p for p in folder.iterdir() if p.is_file() and idx_kind(p.name))
+    if idx:
+        return load_idx_folder(folder, idx)
+    files = _find_image_files(folder)
+    if not files:
+        raise DataError(_no_data_message(folder))
+    h, w = (image_size, image_size) if image_size else read_image(files[0], None).shape
+    if len(files) * h * w > LAZY_BYTES:
+        lazy = cast(np.ndarray, LazyImages(folder, files, image_size))  # it behaves as the array would
+        return {"train": (lazy, _folder_labels(folder, files))}
+    return {"train": load_image_files(folder, files, image_size)}
