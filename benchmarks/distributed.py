@@ -38,7 +38,7 @@ def worker(steps: int, threads: int, out: Path) -> None:
 
     from mixvae.config import config_from_dict, preset
     from mixvae.data import load
-    from mixvae.train import fit
+    from mixvae.train import Runtime, fit
 
     torch.set_num_threads(threads)
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -49,7 +49,7 @@ def worker(steps: int, threads: int, out: Path) -> None:
     if world > 1:
         dist.barrier()
     t0 = time.perf_counter()
-    fit(cfg, images, log=None, progress=False, max_steps=steps)  # ends with a barrier when world > 1
+    fit(cfg, images, log=None, runtime=Runtime(progress=False, max_steps=steps))  # ends with a barrier when world > 1
     seconds = time.perf_counter() - t0
     if int(os.environ.get("RANK", "0")) == 0:
         out.write_text(json.dumps({"seconds": seconds, "images": steps * cfg.train.batch_size}))

@@ -18,7 +18,8 @@ import torch
 
 from mixvae.checkpoint import load_run
 from mixvae.data import load
-from mixvae.train import cosine_neighbors, images_to_tensor, nearest_neighbors
+from mixvae.inference import images_to_tensor
+from mixvae.neighbours import cosine_neighbours, nearest_neighbours
 
 
 @torch.no_grad()
@@ -27,7 +28,7 @@ def feature_neighbors(run: Path, images: np.ndarray, k: int, chunk: int = 2048) 
     module, _ = load_run(run)
     trunk = module.manager.net[:-1]  # everything before the routing logits
     feats = torch.cat([trunk(images_to_tensor(images, s, s + chunk)) for s in range(0, len(images), chunk)])
-    return cosine_neighbors(feats, k, chunk).numpy()
+    return cosine_neighbours(feats, k, chunk).numpy()
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -45,7 +46,7 @@ def main() -> None:
         if args.features:
             nb = feature_neighbors(args.features, d.images, args.k)
         else:
-            nb = nearest_neighbors(d.images, args.k, args.pca).numpy()  # (N, k)
+            nb = nearest_neighbours(d.images, args.k, args.pca).numpy()  # (N, k)
         same = d.labels[nb] == d.labels[:, None]  # (N, k)
         results[key] = {"data": name, "k": args.k, "embedding": "manager features" if args.features else
                         f"PCA-{args.pca} pixels", "same_class": float(same.mean()),

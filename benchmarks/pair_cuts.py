@@ -21,7 +21,8 @@ from mixvae import refine
 from mixvae.checkpoint import load_run
 from mixvae.data import load
 from mixvae.metrics import cluster_accuracy
-from mixvae.train import nearest_neighbors, predict_proba
+from mixvae.inference import predict_proba
+from mixvae.neighbours import nearest_neighbours
 
 
 def main() -> None:
@@ -37,9 +38,9 @@ def main() -> None:
         if cfg.data not in datasets:
             datasets[cfg.data] = load(cfg.data, "train")
         data = datasets[cfg.data]
-        key = (cfg.data, cfg.train.router_neighbors, cfg.train.router_pca)
+        key = (cfg.data, cfg.train.n_neighbours, cfg.train.neighbour_pca_dims)
         if key not in graphs:
-            graphs[key] = nearest_neighbors(data.images, key[1], key[2]).numpy()
+            graphs[key] = nearest_neighbours(data.images, key[1], key[2]).numpy()
         nb = graphs[key]
         K = cfg.model.n_components
         assign = predict_proba(module, data.images).argmax(1)

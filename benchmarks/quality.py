@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixvae.cli import _set_pairs
-from mixvae.config import config_from_dict
+from mixvae.config import config_from_dict, parse_overrides, save_config
 from mixvae.config import preset as make_preset
 from mixvae.data import load_split_pair, mixvae_home
 from mixvae.metrics import cluster_accuracy, clustering_report
-from mixvae.train import fit, images_to_tensor, predict_proba
+from mixvae.inference import images_to_tensor, predict_proba
+from mixvae.train import Runtime, fit
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -121,15 +121,13 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
     if args.epochs:
         changes["epochs"] = args.epochs
     cfg = dataclasses.replace(cfg, data=args.data, train=dataclasses.replace(cfg.train, **changes))
-    cfg = config_from_dict(_set_pairs(args.set), base=cfg)
+    cfg = config_from_dict(parse_overrides(args.set), base=cfg)
     run_dir = Path(args.runs) / f"{args.data}-{_name(args)}-seed{seed}" if args.runs else None
     t0 = time.perf_counter()
     module, history = fit(cfg, train.images, test.images, test.labels, run_dir=run_dir,
-                          log=(lambda m: print(f"  [seed {seed}] {m}", flush=True)), progress=False)
+                          log=(lambda m: print(f"  [seed {seed}] {m}", flush=True)), runtime=Runtime(progress=False))
     seconds = time.perf_counter() - t0
     if run_dir is not None:
-        from mixvae.checkpoint import save_config
-
         save_config(run_dir, cfg)
     rep = clustering_report(test.labels, predict_proba(module, test.images))
     row = {

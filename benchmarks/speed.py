@@ -149,13 +149,13 @@ def fit_throughput(cfg, images, steps: tuple[int, int]) -> float:
     so that building the model (and, for the default preset, the neighbour search) cancels out."""
     import dataclasses
 
-    from mixvae.train import fit
+    from mixvae.train import Runtime, fit
 
     cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, epochs=1))
     times = []
     for n in steps:
         t0 = time.perf_counter()
-        fit(cfg, images, log=None, progress=False, max_steps=n)
+        fit(cfg, images, log=None, runtime=Runtime(progress=False, max_steps=n))
         times.append(time.perf_counter() - t0)
     return (steps[1] - steps[0]) * cfg.train.batch_size / max(times[1] - times[0], 1e-9)
 
@@ -226,10 +226,12 @@ def prediction(test, quick: bool) -> list[dict[str, Any]]:
     import torch
 
     from mixvae import cli
-    from mixvae.checkpoint import save_config, save_weights, WEIGHTS_FILE
+    from mixvae.checkpoint import save_weights
+    from mixvae.config import save_config
+    from mixvae.runfolder import WEIGHTS_FILE
     from mixvae.config import preset
     from mixvae.model import MixtureModule
-    from mixvae.train import predict_proba
+    from mixvae.inference import predict_proba
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from mixvae.config import preset
     from mixvae.data import load_split_pair
-    from mixvae.train import fit
+    from mixvae.callbacks import OnEpoch
+    from mixvae.train import Runtime, fit
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -61,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
             raise _Reached
 
     try:
-        fit(cfg, train.images, test.images, test.labels, log=None, progress=False, on_epoch=on_epoch)
+        fit(cfg, train.images, test.images, test.labels, log=None, runtime=Runtime(progress=False), callbacks=[OnEpoch(on_epoch)])
     except _Reached:
         pass
     reached = next((s for s, _, a in points if a >= args.target), None)

@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import blobs
-from mixvae.cli import _parser, main, resolve_config
+from mixvae.cli import main, parser
+from mixvae.cli.run import config_from_args
 from mixvae.config import ModelConfig, TrainConfig
 
 TINY = ["--preset", "seed", "--experts", "4", "--epochs", "2", "--batch-size", "40",
@@ -19,7 +20,7 @@ TINY = ["--preset", "seed", "--experts", "4", "--epochs", "2", "--batch-size", "
 
 
 def resolve(*argv: str):
-    return resolve_config(_parser().parse_args(["train", *argv]))
+    return config_from_args(parser().parse_args(["train", *argv]))
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ def test_seed_preset_is_the_notebook():
     m, t = cfg.model, cfg.train
     assert (m.n_components, m.latent_dim, m.hidden, m.manager_hidden) == (10, 10, (128,), (128,))
     assert (m.activation, m.manager_activation, m.likelihood, m.gaussian_std) == ("sigmoid", "sigmoid", "gaussian", 0.5)
-    assert (m.min_var, m.init, m.objective, m.balance, m.balance_weight) == (1e-5, "glorot_uniform", "seed", "variance", 0.1)
+    assert (m.min_var, m.init, m.objective, m.balance, m.balance_weight) == (1e-5, "glorot_uniform", "moe", "variance", 0.1)
     assert (t.lr, t.batch_size, t.epochs, t.seed) == (1e-3, 100, 100, 42)
 
 
@@ -55,3 +55,18 @@ def test_config_round_trip_and_string_values():
     again = config_from_dict(cfg.to_dict())
     assert again == cfg
     assert dataclasses.is_dataclass(again.model)
+
+
+def test_renamed_settings_still_read_from_an_old_config():
+    """A config.yaml written before settings were renamed gives the same configuration."""
+    old = {"preset": "default", "model": {"objective": "seed"},
+           "train": {"router_reg": "neighbors", "router_weight": 2.0, "router_entropy": 3.0, "router_neighbors": 7,
+                     "router_pca": 20, "router_warmup_epochs": 1}}
+    cfg = config_from_dict(old)
+    t = cfg.train
+    assert cfg.model.objective == "moe"
+    assert (t.manager_regulariser, t.consistency_weight, t.self_label_weight) == ("neighbours", 2.0, 2.0)
+    assert (t.entropy_weight, t.n_neighbours, t.neighbour_pca_dims, t.regulariser_warmup_epochs) == (3.0, 7, 20, 1)
+    # a new name given beside its old one wins, in either order
+    assert config_from_dict({"train": {"n_neighbours": 4, "router_neighbors": 9}}).train.n_neighbours == 4
+    assert config_from_dict({"train": {"router_neighbors": 9, "n_neighbours": 4}}).train.n_neighbours == 4

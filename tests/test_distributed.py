@@ -30,8 +30,8 @@ RTOL = 1e-5
 # and binarised pixels and deformed views (random draws per image)
 TINY = ["--preset", "seed", "--experts", "4", "--set", "model.hidden=[16]", "--set", "model.manager_hidden=[16]",
         "--set", "model.latent_dim=2", "--batch-size", "32", "--epochs", "2", "--quiet",
-        "--set", "train.router_reg=neighbors", "--set", "train.router_neighbors=3",
-        "--set", "train.router_pca=8", "--set", "train.binarize=true", "--set", "train.augment=true"]
+        "--set", "train.manager_regulariser=neighbours", "--set", "train.n_neighbours=3",
+        "--set", "train.neighbour_pca_dims=8", "--set", "train.binarize=true", "--set", "train.augment=true"]
 
 
 @pytest.fixture(scope="module")
@@ -95,9 +95,10 @@ def test_a_two_process_run_resumes_from_its_checkpoint(data, reference, tmp_path
 
 
 def test_a_batch_that_does_not_split_evenly_is_refused(monkeypatch):
+    import mixvae.distributed
     import mixvae.train as train
     from mixvae.config import ConfigError, RunConfig, TrainConfig
 
-    monkeypatch.setattr(train, "_rank_world", lambda: (0, 2))  # as if under torchrun with 2 processes
+    monkeypatch.setattr(mixvae.distributed, "rank_world", lambda: (0, 2))  # as if under torchrun with 2 processes
     with pytest.raises(ConfigError, match="batch_size=33 is invalid for 2 processes"):
         train.fit(RunConfig(train=TrainConfig(batch_size=33)), np.zeros((40, 28, 28), np.uint8), log=None)

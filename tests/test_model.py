@@ -13,7 +13,7 @@ def small(**kw):
     return MixtureModule(ModelConfig(**base))
 
 
-@pytest.mark.parametrize("objective", ["seed", "elbo"])
+@pytest.mark.parametrize("objective", ["moe", "elbo"])
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 def test_shapes_dtypes_and_probabilities(objective, likelihood):
     torch.manual_seed(0)
@@ -64,7 +64,7 @@ def test_k1_equals_a_plain_vae_negative_elbo():
     """With one expert the routing is 1, and both objectives reduce to the VAE's negative ELBO,
     computed here from scratch with the same weights."""
     torch.manual_seed(0)
-    for objective in ("seed", "elbo"):
+    for objective in ("moe", "elbo"):
         m = small(n_components=1, objective=objective, balance="none")
         x = torch.rand(4, 36)
         eps = torch.randn(1, 4, 2)

@@ -22,7 +22,7 @@ import torch
 from mixvae import checkpoint as ckpt
 from mixvae.cli import main
 from mixvae.model import MixtureModule
-from mixvae.train import TrainingError, fit
+from mixvae.train import Runtime, TrainingError, fit
 
 from conftest import blobs
 from test_cli_errors import TINY, digest, one_line_error
@@ -189,7 +189,7 @@ def test_non_finite_gradients_are_never_applied(tmp_path: Path, monkeypatch: pyt
     cfg = blob_config(epochs=1, batch_size=20, checkpoint_every=1)
     x, _ = blobs(n_per=25, k=4)  # 5 steps
     with pytest.raises(TrainingError, match=r"gradients became NaN or infinite at epoch 1, step 3 "):
-        fit(cfg, x, run_dir=tmp_path, log=None, progress=False)
+        fit(cfg, x, run_dir=tmp_path, log=None, runtime=Runtime(progress=False))
     saved = sorted((tmp_path / "checkpoints").glob("step-*.pt"))
     assert [ckpt.load_checkpoint(p)["step"] for p in saved] == [1, 2]
     assert all(torch.isfinite(v).all() for v in ckpt.load_checkpoint(saved[-1])["model"].values())

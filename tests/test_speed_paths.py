@@ -13,7 +13,7 @@ from mixvae import cli
 from mixvae import train as train_mod
 from mixvae.config import ModelConfig, RunConfig, TrainConfig
 from mixvae.nets import ExpertLinear, bernoulli_nll, gaussian_nll
-from mixvae.train import fit, make_adam
+from mixvae.train import Runtime, fit, make_adam
 
 from conftest import blobs
 
@@ -77,8 +77,8 @@ def test_fused_adam_takes_the_plain_adam_steps():
 
 
 def test_compile_flag_is_parsed():
-    assert cli._parser().parse_args(["train", "--compile"]).compile is True
-    assert cli._parser().parse_args(["train"]).compile is False
+    assert cli.parser().parse_args(["train", "--compile"]).compile is True
+    assert cli.parser().parse_args(["train"]).compile is False
 
 
 def _tiny_config() -> RunConfig:
@@ -88,14 +88,14 @@ def _tiny_config() -> RunConfig:
 
 def test_compile_falls_back_with_one_line_when_unavailable(monkeypatch):
     x, _ = blobs(n_per=25, k=2)
-    expected, _ = fit(_tiny_config(), x, log=None, progress=False)
+    expected, _ = fit(_tiny_config(), x, log=None, runtime=Runtime(progress=False))
 
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here\nsecond line")
 
     monkeypatch.setattr(torch, "compile", broken)
     lines: list[str] = []
-    module, history = fit(_tiny_config(), x, log=lines.append, progress=False, compile_loss=True)
+    module, history = fit(_tiny_config(), x, log=lines.append, runtime=Runtime(progress=False, compile=True))
     notes = [m for m in lines if "torch.compile" in m]
     assert notes == ["torch.compile is unavailable here (RuntimeError: no compiler here); training without it"]
     for p, q in zip(module.parameters(), expected.parameters()):

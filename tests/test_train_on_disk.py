@@ -5,9 +5,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+import mixvae.batches as batches
 import mixvae.train as train
 from mixvae.cli import main
 from mixvae.config import ModelConfig, RunConfig, TrainConfig
+from mixvae.train import Runtime
 
 from conftest import blobs
 
@@ -33,13 +35,13 @@ def test_training_from_npy_keeps_the_memory_map(tmp_path, monkeypatch):
     x, _ = blobs(n_per=25, k=4)
     np.save(tmp_path / "x.npy", x)
     seen = []
-    real = train.read_rows
+    real = batches.read_rows
 
     def spy(images, idx):
         seen.append(type(images))
         return real(images, idx)
 
-    monkeypatch.setattr(train, "read_rows", spy)
+    monkeypatch.setattr(batches, "read_rows", spy)
     args = ["train", "--data", str(tmp_path / "x.npy"), "--preset", "seed", "--experts", "4", "--epochs", "1",
             "--set", "model.hidden=[8]", "--set", "model.manager_hidden=[8]", "--batch-size", "20", "--quiet",
             "--out", str(tmp_path / "run")]
@@ -50,12 +52,12 @@ def test_training_from_npy_keeps_the_memory_map(tmp_path, monkeypatch):
 def test_fit_reads_batches_and_chunks_never_the_whole_array():
     x, y = blobs(n_per=600, k=4)  # 2400 images: more than one chunk of the neighbour search (2048)
     model = ModelConfig(n_components=4, image_shape=(8, 8), latent_dim=2, hidden=(8,), manager_hidden=(8,))
-    cfg = RunConfig(model=model, train=TrainConfig(epochs=1, batch_size=200, router_reg="neighbors",
-                                                   router_neighbors=3, router_pca=8, eval_batch_size=1000))
+    cfg = RunConfig(model=model, train=TrainConfig(epochs=1, batch_size=200, manager_regulariser="neighbours",
+                                                   n_neighbours=3, neighbour_pca_dims=8, eval_batch_size=1000))
     on_disk, test = Reads(x), Reads(x)
-    a, _ = train.fit(cfg, on_disk, test, y, log=None, progress=False)
+    a, _ = train.fit(cfg, on_disk, test, y, log=None, runtime=Runtime(progress=False))
     assert 0 < on_disk.largest <= 2048 and 0 < test.largest <= 1000
-    b, _ = train.fit(cfg, x, x, y, log=None, progress=False)  # the same run from memory
+    b, _ = train.fit(cfg, x, x, y, log=None, runtime=Runtime(progress=False))  # the same run from memory
     for (k, p), q in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.allclose(p, q, atol=1e-6), k
 

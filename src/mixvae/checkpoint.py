@@ -1,48 +1,41 @@
-"""Saving and loading, safely: atomic writes, safetensors weights, and loads that never run code.
+"""Saving and loading weights and checkpoints, safely: loads never run code.
 
-A run folder holds ``config.yaml`` (the resolved RunConfig), ``model.safetensors`` (the latest
-weights) and ``checkpoints/step-XXXXXXXX.pt`` (everything needed to resume exactly: weights,
-optimiser state, random generator states, counters, history), read back with
-``torch.load(weights_only=True)``, which refuses anything but tensors and plain containers.
+``model.safetensors`` holds the latest weights with the configuration in its header;
+``checkpoints/step-XXXXXXXX.pt`` everything needed to resume exactly (see
+:class:`mixvae.train.TrainState`), read back with ``torch.load(weights_only=True)``, which
+refuses anything but tensors and plain containers. Both are written atomically.
 """
 
 from __future__ import annotations
 
 import io
-import json
-import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
-import yaml
 from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from mixvae.config import ConfigError, RunConfig, config_from_dict
+from mixvae.atomic import atomic_write, remove_temp_files
+from mixvae.config import RunConfig, load_config
+from mixvae.runfolder import CHECKPOINT_DIR, WEIGHTS_FILE
 
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
-    "atomic_write",
-    "save_config",
-    "load_config",
     "save_weights",
     "load_weights",
+    "load_state",
     "save_checkpoint",
     "load_checkpoint",
     "latest_checkpoint",
     "load_latest_checkpoint",
-    "remove_temp_files",
+    "remove_run_temp_files",
     "load_run",
 ]
 
-CONFIG_FILE = "config.yaml"
-WEIGHTS_FILE = "model.safetensors"
-CHECKPOINT_DIR = "checkpoints"
 _CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
 
 
@@ -52,61 +45,6 @@ class CheckpointError(ValueError):
 
 class UnsafeCheckpointError(CheckpointError):
     """A checkpoint asks to run code when loaded; it is refused and never replaced by an older one."""
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so that a reader sees the old file or the new one, never a part:
-    a temporary file in the same folder, fsync, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError:
-        pass
-
-
-def save_config(run_dir: Path, cfg: RunConfig) -> None:
-    atomic_write(Path(run_dir) / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=True).encode())
-
-
-def load_config(path: Path) -> RunConfig:
-    """Read a RunConfig from a run folder or a YAML/TOML/JSON file."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / CONFIG_FILE
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist: expected a run folder made by 'mixvae train' or a config file")
-    try:
-        text = path.read_text()
-        if path.suffix == ".toml":
-            import tomllib
-
-            d = tomllib.loads(text)
-        else:
-            d = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as e:
-        raise CheckpointError(f"{path} is not a readable YAML/TOML config: {str(e).splitlines()[0]}") from None
-    try:
-        return config_from_dict(d or {})
-    except ConfigError as e:
-        raise CheckpointError(f"{path}: {e}") from None
 
 
 def save_weights(path: Path, module: torch.nn.Module, cfg: RunConfig, metadata: dict[str, str] | None = None) -> None:
@@ -124,10 +62,11 @@ def load_weights(path: Path, module: torch.nn.Module) -> None:
         raise CheckpointError(f"{path} does not exist: the run folder holds no trained model") from None
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
         raise CheckpointError(f"{path} is corrupt or truncated ({str(e).splitlines()[0]})") from None
-    _load_state(module, tensors, path)
+    load_state(module, tensors, path)
 
 
-def _load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+def load_state(module: torch.nn.Module, state: dict[str, torch.Tensor], where: Path) -> None:
+    """Load ``state`` into ``module``, refusing (CheckpointError naming ``where``) one that does not fit."""
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     extra = sorted(set(state) - set(own))
@@ -212,22 +151,9 @@ def load_latest_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = N
     raise CheckpointError(f"{run_dir} holds no checkpoint that loads: {failed[0]}")
 
 
-def remove_temp_files(run_dir: Path) -> list[Path]:
-    """Delete the temporary files that an interrupted :func:`atomic_write` left in a run folder."""
-    gone = []
-    for folder in (Path(run_dir), Path(run_dir) / CHECKPOINT_DIR):
-        if folder.is_dir():
-            for p in folder.glob(".*.tmp"):
-                p.unlink(missing_ok=True)
-                gone.append(p)
-    return gone
-
-
-def read_config_json(text: str) -> RunConfig:
-    try:
-        return config_from_dict(json.loads(text))
-    except (json.JSONDecodeError, ConfigError) as e:
-        raise CheckpointError(f"the stored configuration is unreadable ({e})") from None
+def remove_run_temp_files(run_dir: Path) -> list[Path]:
+    """Delete the temporary files an interrupted atomic write left in a run folder and its checkpoints."""
+    return remove_temp_files(run_dir) + remove_temp_files(Path(run_dir) / CHECKPOINT_DIR)
 
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunConfig]:

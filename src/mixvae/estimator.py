@@ -14,7 +14,6 @@ levels, as the model sees them).
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,11 @@ import torch
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mixvae.config import RunConfig, config_from_dict, preset as make_preset
+from mixvae.config import RunConfig, config_from_dict, resolve_config
 from mixvae.data import DataError, check_images
+from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE
 
 __all__ = ["MixtureVAE"]
-
-_WEIGHTS = "model.safetensors"
-_META = "estimator.json"
 
 
 class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
@@ -103,24 +100,21 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.device = device
 
     # ----------------------------------------------------------------- fitting
-    def _config(self, image_shape: tuple[int, int], n_images: int) -> RunConfig:
+    def _config(self, image_shape: tuple[int, int]) -> RunConfig:
         if isinstance(self.random_state, np.random.RandomState):
             seed: int | None = int(self.random_state.randint(2**31 - 1))
         else:
             seed = self.random_state
-        cfg = make_preset(str(self.preset), n_components=self.n_components, image_shape=image_shape)
-        train: dict[str, Any] = {"epochs": self.max_epochs, "batch_size": self.batch_size,
-                                 "lr": self.learning_rate, "seed": seed}
-        model: dict[str, Any] = {"latent_dim": self.latent_dim}
-        cfg = config_from_dict({"data": "array", "model": {k: v for k, v in model.items() if v is not None},
-                                "train": {k: v for k, v in train.items() if v is not None}}, base=cfg)
-        if cfg.train.router_reg == "neighbors" and cfg.train.router_neighbors >= n_images:
-            cfg = replace(cfg, train=replace(cfg.train, router_neighbors=max(n_images - 1, 1)))
-        return cfg
+        values = {"data": "array", "model": {"latent_dim": self.latent_dim},
+                  "train": {"epochs": self.max_epochs, "batch_size": self.batch_size, "lr": self.learning_rate,
+                            "seed": seed}}
+        return resolve_config(str(self.preset), values=values, n_components=self.n_components,
+                              image_shape=image_shape)
 
     def fit(self, X: Any, y: Any = None) -> MixtureVAE:
         """Train on images X (no labels: ``y`` is ignored). Returns self."""
-        from mixvae.train import fit, predict_proba
+        from mixvae.inference import predict_proba
+        from mixvae.train import Runtime, fit
 
         images = _as_images(X)
         if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool):
@@ -128,10 +122,10 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         if len(images) < self.n_components:
             raise ValueError(f"X has {len(images)} images, fewer than n_components={self.n_components}.")
         shape = (int(images.shape[1]), int(images.shape[2]))
-        cfg = self._config(shape, len(images))
+        cfg = self._config(shape)
         log = print if self.verbose else None
-        module, history = fit(cfg, images, run_dir=None, device=self._device(), log=log,
-                              progress=None if self.verbose else False)
+        runtime = Runtime(device=self._device(), progress=None if self.verbose else False)
+        module, history = fit(cfg, images, runtime=runtime, log=log)
         module.eval()
         self.module_ = module
         self.config_ = cfg
@@ -157,15 +151,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             )
         return images
 
-    def _batches(self, images: np.ndarray, size: int = 500):
-        from mixvae.train import images_to_tensor
-
-        for start in range(0, len(images), size):
-            yield images_to_tensor(images, start, start + size).to(self._device())  # (B, D)
-
     def predict_proba(self, X: Any) -> np.ndarray:
         """Routing probabilities q(k | x) of each image, (N, n_components); rows sum to one."""
-        from mixvae.train import predict_proba
+        from mixvae.inference import predict_proba
 
         images = self._images(X)
         return predict_proba(self.module_, images, device=self._device())
@@ -183,29 +171,26 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         """Importance-weighted lower bound on log p(x) of each image, in nats, (N,).
 
         ``n_iw_samples`` draws per expert; more draws give a tighter (larger) bound. The draws are
-        seeded, so the same X gives the same scores.
+        seeded, so the same X gives the same scores, and the same numbers as ``mixvae evaluate
+        --iw`` on the same images (a model trained on binarised pixels is scored on one fixed
+        binarisation of X, as there).
         """
         if not isinstance(n_iw_samples, (int, np.integer)) or n_iw_samples < 1:
             raise ValueError(f"n_iw_samples={n_iw_samples!r} is invalid: expected an integer >= 1.")
-        images = self._images(X)
-        gen = torch.Generator().manual_seed(0)
-        vals = [self.module_.log_likelihood(x, int(n_iw_samples), generator=gen).cpu()
-                for x in self._batches(images, 100)]
-        return torch.cat(vals).double().numpy()
+        from mixvae.inference import log_likelihood
+
+        return log_likelihood(self.module_, self._images(X), int(n_iw_samples), binarize=self.config_.train.binarize,
+                              device=self._device())
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean of ``score_samples(X)``: the average log-likelihood bound in nats per image."""
         return float(self.score_samples(X).mean())
 
-    @torch.no_grad()
     def transform(self, X: Any) -> np.ndarray:
         """Latent mean of each image under the expert it is routed to, (N, latent_dim)."""
-        out = []
-        for x in self._batches(self._images(X)):
-            mu, _ = self.module_.encode(x)  # (K, B, L)
-            k = self.module_.route(x).argmax(-1)  # (B,)
-            out.append(mu[k, torch.arange(x.shape[0], device=x.device)].cpu())  # (B, L)
-        return torch.cat(out).numpy()
+        from mixvae.inference import latent_means
+
+        return latent_means(self.module_, self._images(X), device=self._device())
 
     @torch.no_grad()
     def sample(self, n_samples: int = 1, expert: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +225,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         A folder is also a run folder: ``mixvae sample`` and ``mixvae predict`` read it. Returns
         the path written. Nothing is pickled: loading never runs code.
         """
-        from mixvae.checkpoint import atomic_write, save_config, save_weights
+        from mixvae.atomic import atomic_write
+        from mixvae.checkpoint import save_weights
+        from mixvae.config import save_config
 
         check_is_fitted(self, "module_")
         path = Path(path)
@@ -255,9 +242,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             return path
         if path.exists() and not path.is_dir():
             raise ValueError(f"{path} is a file: expected a folder or a path ending in .safetensors.")
-        save_weights(path / _WEIGHTS, self.module_, self.config_, {"estimator": meta})
+        save_weights(path / WEIGHTS_FILE, self.module_, self.config_, {"estimator": meta})
         save_config(path, self.config_)
-        atomic_write(path / _META, json.dumps(json.loads(meta), indent=2).encode())
+        atomic_write(path / ESTIMATOR_FILE, json.dumps(json.loads(meta), indent=2).encode())
         return path
 
     @classmethod
@@ -265,11 +252,11 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         """Rebuild a saved MixtureVAE from the folder or ``.safetensors`` file ``save`` wrote."""
         from safetensors import safe_open
 
-        from mixvae.checkpoint import CheckpointError, _load_state
+        from mixvae.checkpoint import CheckpointError, load_state
         from mixvae.model import MixtureModule
 
         path = Path(path)
-        file = path / _WEIGHTS if path.is_dir() else path
+        file = path / WEIGHTS_FILE if path.is_dir() else path
         if not file.is_file():
             raise ValueError(f"{path} holds no saved MixtureVAE: expected a folder or .safetensors file from save().")
         try:
@@ -287,7 +274,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         cfg = config_from_dict(meta["config"])
         module = MixtureModule(cfg.model)
         try:
-            _load_state(module, tensors, file)
+            load_state(module, tensors, file)
         except CheckpointError as e:
             raise ValueError(str(e)) from None
         est.module_ = module.to(est._device()).eval()

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from mixvae import plots
+from mixvae.inference import images_to_tensor, predict_proba
 from mixvae.metrics import clustering_report
 from mixvae.model import MixtureModule
 
@@ -35,7 +36,7 @@ FIGURES = {
 def reconstruction_images(module: MixtureModule, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Each image x (B, D) decoded from its latent mean by its routed expert -> ((B, D), experts (B,))."""
     mu, _ = module.encode(x)  # (K, B, L)
-    k = module.route(x).argmax(-1)  # (B,)
+    k = module.manager_logits(x).argmax(-1)  # (B,)
     rec = module.decode(mu)  # (K, B, D)
     return rec[k, torch.arange(x.shape[0], device=x.device)], k
 
@@ -72,8 +73,6 @@ def write_figures(
     ``images`` uint8 (N, H, W) are held-out images (reconstructions, confusion); ``labels``, when
     given, are used only for the confusion matrix and to name the experts by matched class.
     """
-    from mixvae.train import images_to_tensor, predict_proba
-
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     c = module.config
@@ -97,7 +96,7 @@ def write_figures(
         x = images_to_tensor(images, 0, n).to(dev)  # (n, D)
         rec, k = reconstruction_images(module, x)
         grid = torch.stack([x, rec]).cpu().numpy()  # (2, n, D)
-        written.append(plots._save_grid(plots.image_grid(grid, shape), run_dir / "reconstructions.png",
+        written.append(plots.save_grid(plots.image_grid(grid, shape), run_dir / "reconstructions.png",
                                         ["image", "reconstruction"], "reconstructed by the routed expert",
                                         [f"E{int(e)}" for e in k]))
     gen = torch.Generator().manual_seed(seed)
@@ -106,7 +105,7 @@ def write_figures(
     written.append(plots.sample_grid(samples.reshape(K, per_expert, -1), shape, run_dir / "samples.png", names,
                                      f"{per_expert} samples per expert"))
     trav, dims = traversal_images(module)
-    written.append(plots._save_grid(plots.image_grid(trav.cpu().numpy(), shape), run_dir / "traversals.png",
+    written.append(plots.save_grid(plots.image_grid(trav.cpu().numpy(), shape), run_dir / "traversals.png",
                                     [f"{n} (z{int(d)})" for n, d in zip(names, dims)],
                                     "latent traversal, z from -2.5 to 2.5"))
     module.train(was_training)
@@ -115,14 +114,12 @@ def write_figures(
 
 def figures_for_run(run_dir: Path, device: str = "cpu") -> list[Path]:
     """Load a run folder's model, records and held-out data, and write its figures."""
-    import json
-
     from mixvae.checkpoint import load_run
     from mixvae.data import DataError, load_split_pair
+    from mixvae.runfolder import read_metrics
 
     module, cfg = load_run(run_dir, device)
-    path = Path(run_dir) / "metrics.jsonl"
-    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    records = read_metrics(run_dir)
     try:
         train, test = load_split_pair(cfg.data, image_size=cfg.image_size)
         split = test if test is not None else train

@@ -68,7 +68,7 @@ class MixtureModule(nn.Module):
         self.decoder = ExpertDecoder(K, c.latent_dim, c.hidden, D, c.activation, c.init)
 
     # ----------------------------------------------------------------- pieces
-    def route(self, x: torch.Tensor) -> torch.Tensor:
+    def manager_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Routing logits, x (B, D) -> (B, K)."""
         return self.manager(x)
 
@@ -115,14 +115,14 @@ class MixtureModule(nn.Module):
         batch's (world * B, K), differentiably, so that the term is the one-process term.
         """
         c = self.config
-        logits = self.route(x)  # (B, K)
+        logits = self.manager_logits(x)  # (B, K)
         probs = logits.softmax(-1)  # (B, K)
         recon, kl = self.expert_terms(x, noise)  # (B, K)
         w = c.kl_weight if kl_weight is None else kl_weight
         nelbo = recon + w * kl  # (B, K)
         mix_logits = logits if c.route_by_loss else logits.detach()
-        if c.objective == "seed":
-            mixture = objectives.seed_mixture(mix_logits.softmax(-1), nelbo)
+        if c.objective == "moe":
+            mixture = objectives.moe_loss(mix_logits.softmax(-1), nelbo)
         else:
             mixture = objectives.mixture_nelbo(mix_logits, nelbo)
         balance = objectives.balance(probs if gather is None else gather(probs), c.balance)
@@ -141,14 +141,14 @@ class MixtureModule(nn.Module):
         """
         out = self.loss(x, noise, gather=gather)
         if x_views is not None:
-            out.view_logits = self.route(x_views)  # (V*B, K)
+            out.view_logits = self.manager_logits(x_views)  # (V*B, K)
         return out
 
     # ----------------------------------------------------------------- use
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor) -> torch.Tensor:
         """q(k|x), (B, D) -> (B, K)."""
-        return self.route(x).softmax(-1)
+        return self.manager_logits(x).softmax(-1)
 
     @torch.no_grad()
     def sample(

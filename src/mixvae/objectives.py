@@ -8,10 +8,10 @@ import math
 
 import torch
 
-__all__ = ["seed_mixture", "mixture_nelbo", "balance", "neighbor_consistency", "marginal_entropy", "self_label"]
+__all__ = ["moe_loss", "mixture_nelbo", "balance", "neighbour_consistency", "marginal_entropy", "self_label"]
 
 
-def seed_mixture(probs: torch.Tensor, nelbo: torch.Tensor) -> torch.Tensor:
+def moe_loss(probs: torch.Tensor, nelbo: torch.Tensor) -> torch.Tensor:
     """The seed's mixture-of-experts loss, mean_x sum_k m_k(x) L_k(x). probs, nelbo: (B, K)."""
     return (probs * nelbo).sum(1).mean()
 
@@ -56,13 +56,13 @@ def marginal_entropy(probs: torch.Tensor) -> torch.Tensor:
     return -(p * p.log()).sum()
 
 
-def neighbor_consistency(probs: torch.Tensor, neighbor_probs: torch.Tensor) -> torch.Tensor:
+def neighbour_consistency(probs: torch.Tensor, neighbour_probs: torch.Tensor) -> torch.Tensor:
     """-mean log <q(.|x), q(.|x')> for each image x and one of its nearest neighbours x'.
 
     Low when an image and its neighbour are routed to the same expert with confidence (SCAN,
-    Van Gansbeke et al., 2020). probs, neighbor_probs: (B, K).
+    Van Gansbeke et al., 2020). probs, neighbour_probs: (B, K).
     """
-    agree = (probs * neighbor_probs).sum(1)  # (B,)
+    agree = (probs * neighbour_probs).sum(1)  # (B,)
     return -agree.clamp_min(1e-8).log().mean()
 
 

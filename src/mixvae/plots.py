@@ -9,7 +9,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["image_grid", "progress_figure", "sample_grid", "confusion_figure", "curves_figure", "usage_figure"]
+__all__ = ["image_grid", "save_grid", "progress_figure", "sample_grid", "confusion_figure", "curves_figure", "usage_figure"]
 
 
 def _plt():
@@ -42,7 +42,7 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], pad: int = 1) -> np.n
     return out
 
 
-def _save_grid(grid: np.ndarray, path: Path, row_labels: Sequence[str] | None, title: str | None,
+def save_grid(grid: np.ndarray, path: Path, row_labels: Sequence[str] | None, title: str | None,
                col_labels: Sequence[str] | None = None, cell: float = 0.45) -> Path:
     plt = _plt()
     h, w = grid.shape
@@ -79,14 +79,14 @@ def progress_figure(frames: np.ndarray, shape: tuple[int, int], path: Path) -> P
     E, K = frames.shape[:2]
     shown = np.arange(E) if E <= 40 else np.unique(np.linspace(0, E - 1, 40).round().astype(int))
     labels = [f"epoch {i + 1}" for i in shown]
-    return _save_grid(image_grid(frames[shown], shape), path, labels, "one z per epoch, decoded by each expert",
+    return save_grid(image_grid(frames[shown], shape), path, labels, "one z per epoch, decoded by each expert",
                       [f"E{k}" for k in range(K)])
 
 
 def sample_grid(samples: np.ndarray, shape: tuple[int, int], path: Path, row_labels: Sequence[str] | None = None,
                 title: str | None = None) -> Path:
     """A grid with one row per expert; samples (K, n, D)."""
-    return _save_grid(image_grid(np.asarray(samples), shape), path, row_labels, title)
+    return save_grid(image_grid(np.asarray(samples), shape), path, row_labels, title)
 
 
 def confusion_figure(conf: np.ndarray, path: Path, matched: Sequence[int] | None = None,

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from mixvae.atomic import atomic_write
 from mixvae.figures import FIGURES
+from mixvae.runfolder import CONFIG_FILE, REPORT_FILE, read_eval, read_metrics
 
-__all__ = ["write_report", "REPORT_FILE"]
-
-REPORT_FILE = "report.html"
+__all__ = ["write_report"]
 
 _CSS = """
 body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;background:#f6f7f9;color:#222}
@@ -38,12 +37,6 @@ figcaption{color:#555;font-size:.9em;margin-top:6px;text-align:center}
 pre{background:#fff;border:1px solid #e1e4e8;border-radius:8px;padding:10px;font-size:.8em;overflow:auto}
 .scroll{max-height:420px;overflow:auto}
 """
-
-
-def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _fmt(v: Any) -> str:
@@ -116,14 +109,13 @@ def _figure(path: Path, caption: str) -> str:
 
 def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the files in the run folder; return its path."""
-    from mixvae.checkpoint import CONFIG_FILE, atomic_write, load_config
+    from mixvae.config import load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)
     K = cfg.model.n_components
-    records = _read_jsonl(run_dir / "metrics.jsonl")
-    ev_path = run_dir / "eval.json"
-    ev = json.loads(ev_path.read_text()) if ev_path.exists() else {}
+    records = read_metrics(run_dir)
+    ev = read_eval(run_dir)
     title = f"mixvae run {run_dir.resolve().name}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",

@@ -1,33 +1,23 @@
-"""Configuration: frozen dataclasses that validate themselves, and named presets.
+"""The configuration's schema: frozen dataclasses that validate themselves.
 
-Precedence when a run is configured: dataclass defaults < preset < config file < command-line flags.
-The resolved configuration is written to every run folder as ``config.yaml`` so that a run can
-be repeated from its folder alone.
+Each check raises :class:`ConfigError` naming the field, the bad value and what is allowed.
+Settings renamed since a run folder was written are still read (``ALIASES``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = [
-    "ModelConfig",
-    "TrainConfig",
-    "RunConfig",
-    "PRESETS",
-    "ConfigError",
-    "preset",
-    "config_from_dict",
-]
+__all__ = ["ModelConfig", "TrainConfig", "RunConfig", "ConfigError", "update_section", "ALIASES", "check_positive_int"]
 
 ACTIVATIONS = ("sigmoid", "relu", "elu", "gelu", "tanh")
 LIKELIHOODS = ("gaussian", "bernoulli")
-OBJECTIVES = ("seed", "elbo")
+OBJECTIVES = ("moe", "elbo")
 BALANCES = ("variance", "cv2", "kl", "none")
 INITS = ("glorot_uniform", "torch")
-ROUTER_REGS = ("none", "neighbors")
+REGULARISERS = ("none", "neighbours")
 
 
 class ConfigError(ValueError):
@@ -39,7 +29,7 @@ def _check(cond: bool, name: str, value: Any, allowed: str) -> None:
         raise ConfigError(f"{name}={value!r} is invalid: expected {allowed}")
 
 
-def _positive_int(name: str, value: Any) -> None:
+def check_positive_int(name: str, value: Any) -> None:
     _check(isinstance(value, int) and not isinstance(value, bool) and value >= 1, name, value, "an integer >= 1")
 
 
@@ -71,7 +61,7 @@ class ModelConfig:
     likelihood
         ``gaussian`` (fixed ``gaussian_std`` on pixels in [0, 1]) or ``bernoulli``.
     objective
-        ``seed``: mean_x sum_k m_k(x) L_k(x) + balance_weight * balance(m);
+        ``moe``: the seed post's mixture-of-experts loss, mean_x sum_k m_k(x) L_k(x) + balance_weight * balance(m);
         ``elbo``: the mixture ELBO sum_k q(k|x) [ELBO_k(x) + log pi_k - log q(k|x)] + balance.
     balance
         How the batch's routing is pushed towards uniform use of the experts.
@@ -89,7 +79,7 @@ class ModelConfig:
     gaussian_std: float = 0.5
     min_var: float = 1e-5
     init: str = "glorot_uniform"
-    objective: str = "seed"
+    objective: str = "moe"
     balance: str = "variance"
     balance_weight: float = 0.1
     kl_weight: float = 1.0
@@ -100,8 +90,8 @@ class ModelConfig:
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
-        _positive_int("n_components", self.n_components)
-        _positive_int("latent_dim", self.latent_dim)
+        check_positive_int("n_components", self.n_components)
+        check_positive_int("latent_dim", self.latent_dim)
         _sizes("hidden", self.hidden)
         _sizes("manager_hidden", self.manager_hidden)
         _check(len(self.image_shape) == 2, "image_shape", self.image_shape, "(height, width)")
@@ -126,11 +116,14 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How the model is optimised.
+    """How the model is optimised, and what the manager learns from besides the experts' losses.
 
-    ``router_reg = "neighbors"`` adds a manager regulariser: each image's routing should agree with
-    that of its nearest neighbours in an unsupervised embedding of the training images
-    (``router_weight``), and the batch's mean routing should have high entropy (``router_entropy``).
+    ``manager_regulariser = "neighbours"`` adds a regulariser on the manager's routing: an image
+    and one of its ``n_neighbours`` nearest neighbours (cosine, after PCA to ``neighbour_pca_dims``
+    dimensions of the training images; no label involved) should be routed alike
+    (``consistency_weight``) while the batch's mean routing keeps a high entropy
+    (``entropy_weight``). From ``self_label_epoch`` on, the manager instead learns from its own
+    confident routings (``self_label_weight``), after the re-split repair of ``resplit_ratio``.
     """
 
     epochs: int = 100
@@ -138,16 +131,17 @@ class TrainConfig:
     lr: float = 1e-3
     seed: int = 42
     binarize: bool = False
-    router_reg: str = "none"
-    router_weight: float = 1.0
-    router_entropy: float = 1.0
-    router_neighbors: int = 10
-    router_pca: int = 50
-    router_warmup_epochs: int = 0
+    manager_regulariser: str = "none"
+    consistency_weight: float = 1.0
+    entropy_weight: float = 1.0
+    n_neighbours: int = 10
+    neighbour_pca_dims: int = 50
+    regulariser_warmup_epochs: int = 0  # the regulariser is off for this many epochs
     augment: bool = False  # the regulariser compares random affine views (rotation, zoom, shift)
     augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
     self_label_epoch: int = 0  # from this epoch on (0: never) the manager learns from its confident routings
     self_label_threshold: float = 0.99
+    self_label_weight: float = 1.0
     # when self-labelling, re-split two experts' images where a spectral cut of their neighbour graph
     # has at most this times their current normalised cut (0: never; see mixvae.refine)
     resplit_ratio: float = 0.0
@@ -156,25 +150,27 @@ class TrainConfig:
     eval_batch_size: int = 1000
 
     def __post_init__(self) -> None:
-        _positive_int("epochs", self.epochs)
-        _positive_int("batch_size", self.batch_size)
+        check_positive_int("epochs", self.epochs)
+        check_positive_int("batch_size", self.batch_size)
         _check(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a number > 0")
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        _check(self.router_reg in ROUTER_REGS, "router_reg", self.router_reg, f"one of {ROUTER_REGS}")
-        _check(self.router_weight >= 0, "router_weight", self.router_weight, "a number >= 0")
-        _check(self.router_entropy >= 0, "router_entropy", self.router_entropy, "a number >= 0")
-        _positive_int("router_neighbors", self.router_neighbors)
-        _positive_int("router_pca", self.router_pca)
-        _check(self.router_warmup_epochs >= 0, "router_warmup_epochs", self.router_warmup_epochs, "an integer >= 0")
+        _check(self.manager_regulariser in REGULARISERS, "manager_regulariser", self.manager_regulariser,
+               f"one of {REGULARISERS}")
+        for name in ("consistency_weight", "entropy_weight", "self_label_weight"):
+            _check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
+        check_positive_int("n_neighbours", self.n_neighbours)
+        check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
+        _check(isinstance(self.regulariser_warmup_epochs, int) and self.regulariser_warmup_epochs >= 0,
+               "regulariser_warmup_epochs", self.regulariser_warmup_epochs, "an integer >= 0")
         _check(isinstance(self.self_label_epoch, int) and self.self_label_epoch >= 0, "self_label_epoch",
                self.self_label_epoch, "an integer >= 0")
         _check(0 < self.self_label_threshold < 1, "self_label_threshold", self.self_label_threshold,
                "a number between 0 and 1")
         _check(isinstance(self.resplit_ratio, (int, float)) and 0 <= self.resplit_ratio < 1, "resplit_ratio",
                self.resplit_ratio, "a number >= 0 and < 1")
-        _positive_int("keep_checkpoints", self.keep_checkpoints)
+        check_positive_int("keep_checkpoints", self.keep_checkpoints)
         _check(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "an integer >= 0")
-        _positive_int("eval_batch_size", self.eval_batch_size)
+        check_positive_int("eval_batch_size", self.eval_batch_size)
 
 
 @dataclass(frozen=True)
@@ -199,92 +195,7 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _seed_preset() -> tuple[dict[str, Any], dict[str, Any]]:
-    model = dict(
-        latent_dim=10,
-        hidden=(128,),
-        manager_hidden=(128,),
-        activation="sigmoid",
-        manager_activation="sigmoid",
-        likelihood="gaussian",
-        gaussian_std=0.5,
-        min_var=1e-5,
-        init="glorot_uniform",
-        objective="seed",
-        balance="variance",
-        balance_weight=0.1,
-    )
-    train = dict(epochs=100, batch_size=100, lr=1e-3, seed=42)
-    return model, train
-
-
-def _default_preset() -> tuple[dict[str, Any], dict[str, Any]]:
-    """The best recipe found: the manager learns the clusters from neighbour-consistent routing of
-    deformed views, then from its own confident routings, where expert pairs that share two kinds
-    of image are re-split on the neighbour graph first; each expert, a Bernoulli VAE, learns the
-    images routed to it through the mixture ELBO."""
-    model = dict(
-        latent_dim=16,
-        hidden=(256,),
-        manager_hidden=(512, 512),
-        activation="relu",
-        manager_activation="relu",
-        manager_batchnorm=True,
-        likelihood="bernoulli",
-        init="torch",
-        objective="elbo",
-        balance="none",
-        balance_weight=0.0,
-        route_by_loss=False,
-    )
-    train = dict(
-        epochs=8,
-        batch_size=256,
-        lr=1e-3,
-        seed=0,
-        router_reg="neighbors",
-        router_weight=1.0,
-        router_entropy=5.0,
-        router_neighbors=10,
-        router_pca=50,
-        augment=True,
-        self_label_epoch=5,
-        self_label_threshold=0.99,
-        resplit_ratio=0.5,
-    )
-    return model, train
-
-
-def _fashion_preset() -> tuple[dict[str, Any], dict[str, Any]]:
-    model, train = _default_preset()
-    train["augment_flip"] = True  # clothes look the same mirrored; digits do not
-    return model, train
-
-
-# name -> (description, factory of (model overrides, train overrides))
-PRESETS: dict[str, tuple[str, Any]] = {
-    "default": ("the best preset: neighbour-consistent routing of deformed views, self-labelling with "
-                "re-splits of merged expert pairs, Bernoulli VAE experts",
-                _default_preset),
-    "fashion": ("'default' with mirrored views, for Fashion-MNIST and other data without a handedness",
-                _fashion_preset),
-    "seed": ("the seed post's notebook, exactly (sigmoid MLPs, Gaussian std 0.5, variance balance 0.1)", _seed_preset),
-}
-
-
-def preset(name: str, n_components: int = 10, image_shape: tuple[int, int] = (28, 28)) -> RunConfig:
-    """The RunConfig of a named preset."""
-    if name not in PRESETS:
-        raise ConfigError(f"preset={name!r} is invalid: expected one of {sorted(PRESETS)}")
-    model, train = PRESETS[name][1]()
-    return RunConfig(
-        preset=name,
-        model=ModelConfig(n_components=n_components, image_shape=image_shape, **model),
-        train=TrainConfig(**train),
-    )
-
-
-def _coerce(cls: type, key: str, value: Any, current: Any) -> Any:
+def _coerce(key: str, value: Any, current: Any) -> Any:
     """Turn a string from the command line or a file value into the field's type."""
     if isinstance(value, str) and not isinstance(current, str):
         text = value.strip()
@@ -305,14 +216,49 @@ def _coerce(cls: type, key: str, value: Any, current: Any) -> Any:
     return value
 
 
-def _update(obj: Any, values: dict[str, Any], section: str) -> Any:
+# section -> {old key: new key(s)}: settings renamed since a run folder may have been written
+ALIASES: dict[str, dict[str, tuple[str, ...]]] = {
+    "model": {},
+    "train": {
+        "router_reg": ("manager_regulariser",),
+        "router_weight": ("consistency_weight", "self_label_weight"),  # it scaled both losses
+        "router_entropy": ("entropy_weight",),
+        "router_neighbors": ("n_neighbours",),
+        "router_pca": ("neighbour_pca_dims",),
+        "router_warmup_epochs": ("regulariser_warmup_epochs",),
+    },
+}
+# (section, key) -> {old value: new value}
+VALUE_ALIASES: dict[tuple[str, str], dict[str, str]] = {
+    ("model", "objective"): {"seed": "moe"},
+    ("train", "manager_regulariser"): {"neighbors": "neighbours"},
+}
+
+
+def _unalias(values: dict[str, Any], section: str) -> dict[str, Any]:
+    """Old setting names and values -> today's (a new name given beside its old one wins)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        for new in ALIASES.get(section, {}).get(key, ()):
+            out.setdefault(new, value)
+        if key not in ALIASES.get(section, {}):
+            out[key] = value
+    for key, value in out.items():
+        if isinstance(value, str) and value in VALUE_ALIASES.get((section, key), {}):
+            out[key] = VALUE_ALIASES[(section, key)][value]
+    return out
+
+
+def update_section(obj: Any, values: dict[str, Any], section: str) -> Any:
+    """A copy of the config dataclass ``obj`` with ``values`` (strings from the command line or
+    values from a file) applied, coerced to each field's type and checked."""
     names = {f.name: f for f in fields(obj)}
     changes = {}
-    for key, value in values.items():
+    for key, value in _unalias(values, section).items():
         if key not in names:
             raise ConfigError(f"{section}.{key} is not an option: expected one of {sorted(names)}")
         current = getattr(obj, key)
-        value = _coerce(type(obj), f"{section}.{key}", value, current)
+        value = _coerce(f"{section}.{key}", value, current)
         if isinstance(value, list):
             value = tuple(value)
         changes[key] = value
@@ -320,41 +266,3 @@ def _update(obj: Any, values: dict[str, Any], section: str) -> Any:
         return replace(obj, **changes)
     except TypeError as e:  # a wrong type that the checks did not catch
         raise ConfigError(f"{section}: {e}") from None
-
-
-def config_from_dict(d: dict[str, Any], base: RunConfig | None = None) -> RunConfig:
-    """Apply a nested dict (``{"preset": ..., "model": {...}, "train": {...}}``) on top of ``base``.
-
-    When ``d`` names a preset and ``base`` is None, the preset is the starting point.
-    """
-    if not isinstance(d, dict):
-        raise ConfigError(f"a configuration must be a mapping of sections, got {type(d).__name__}")
-    unknown = set(d) - {"preset", "data", "image_size", "model", "train"}
-    if unknown:
-        raise ConfigError(
-            f"unknown configuration section(s) {sorted(unknown)}: expected preset, data, image_size, model, train"
-        )
-    if base is None:
-        model = d.get("model") or {}
-        n = model.get("n_components", 10)
-        shape = tuple(model.get("image_shape", (28, 28)))
-        name = d.get("preset", "default")
-        if name in PRESETS:
-            base = preset(name, n_components=int(n), image_shape=shape)  # type: ignore[arg-type]
-        else:  # a complete saved config of a custom run: start from the plain defaults
-            base = RunConfig(preset=str(name), model=ModelConfig(n_components=int(n), image_shape=shape))  # type: ignore[arg-type]
-    cfg = base
-    if "preset" in d:
-        cfg = dataclasses.replace(cfg, preset=str(d["preset"]))
-    if "data" in d:
-        cfg = dataclasses.replace(cfg, data=str(d["data"]))
-    if "image_size" in d:
-        size = d["image_size"]
-        if size is not None:
-            _positive_int("image_size", size)
-        cfg = dataclasses.replace(cfg, image_size=size)
-    if d.get("model"):
-        cfg = dataclasses.replace(cfg, model=_update(cfg.model, d["model"], "model"))
-    if d.get("train"):
-        cfg = dataclasses.replace(cfg, train=_update(cfg.train, d["train"], "train"))
-    return cfg

@@ -1,0 +1,90 @@
+"""The batch source: this process's share of each training batch, read, binarised and deformed.
+
+Randomness that shapes a batch (binarisation, reparameterisation noise, neighbour picks, the
+deformations of views) is drawn for the *global* batch from one generator and each process
+takes its own rows, so a run on several processes draws exactly what one process would.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data.distributed import DistributedSampler
+
+from mixvae.augment import random_affine
+from mixvae.config import RunConfig
+
+__all__ = ["BatchSource", "read_rows"]
+
+
+def read_rows(images: Any, idx: np.ndarray) -> np.ndarray:
+    """Images idx (n,) of an (N, H, W) array, in memory or on disk -> uint8 (n, H, W).
+
+    Rows are read in increasing order, which keeps reads from a memory map close to sequential.
+    """
+    order = np.argsort(idx, kind="stable")
+    rows = np.empty((len(idx), *images.shape[1:]), np.uint8)
+    rows[order] = np.asarray(images[idx[order]])
+    return rows
+
+
+class BatchSource:
+    """Training images (N, H, W) uint8, in memory or memory-mapped, served batch by batch.
+
+    Each process takes ``batch_size / world`` images per step, so a step sees ``batch_size``
+    images in all. The sampler deals the shuffled indices out in turn (process r gets positions
+    r, r + world, ...) and pads them to a multiple of world by repeating the first few indices.
+    """
+
+    def __init__(self, images: Any, cfg: RunConfig, generator: torch.Generator, device: torch.device,
+                 rank: int = 0, world: int = 1):
+        self.cfg, self.generator, self.device = cfg, generator, device
+        self.rank, self.world = rank, world
+        self.n = len(images)
+        # a memory map (or any array-like that reads on access) stays on disk; batches read their rows
+        self.in_memory = torch.is_tensor(images) or type(images) is np.ndarray
+        self.images = torch.as_tensor(images) if self.in_memory else images
+        self.per_rank = cfg.train.batch_size // world
+        self.sampler = DistributedSampler(range(self.n), num_replicas=world, rank=rank, shuffle=True,
+                                          seed=cfg.train.seed)
+
+    def epoch(self, epoch: int) -> list[np.ndarray]:
+        """This process's image indices for every step of ``epoch``, (per_rank,) each."""
+        self.sampler.set_epoch(epoch)
+        order = np.fromiter(iter(self.sampler), dtype=np.int64)
+        return [order[i:i + self.per_rank] for i in range(0, len(order), self.per_rank)]
+
+    def mine(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
+        """This process's share of a draw made for the global batch, on the device."""
+        return t.index_select(dim, torch.arange(self.rank, t.shape[dim], self.world)).to(self.device)
+
+    def batch(self, idx: np.ndarray) -> torch.Tensor:
+        """Images idx as floats (B, D) in [0, 1] on the device (binarised when the config says so)."""
+        if self.in_memory:
+            x = self.images[torch.from_numpy(idx)]
+        else:
+            x = torch.from_numpy(read_rows(self.images, idx))
+        x = x.reshape(len(idx), -1).to(self.device).float().div_(255.0)  # (B, D)
+        if self.cfg.train.binarize:  # uniforms drawn for the global batch, so every process count binarises alike
+            x = (self.mine(torch.rand(len(idx) * self.world, x.shape[1], generator=self.generator)) < x).float()
+        return x
+
+    def noise(self, batch_size: int) -> torch.Tensor:
+        """Standard normal noise (K, B, L) for the reparameterisation of this process's B images."""
+        mc = self.cfg.model
+        draw = torch.randn(mc.n_components, batch_size * self.world, mc.latent_dim, generator=self.generator)
+        return self.mine(draw, 1)  # this process's images sit at positions rank::world
+
+    def pick(self, high: int, batch_size: int) -> torch.Tensor:
+        """One integer in [0, high) per image of this process's batch, drawn for the global batch, (B,)."""
+        return torch.randint(high, (batch_size * self.world,), generator=self.generator)[self.rank::self.world]
+
+    def view(self, x: torch.Tensor) -> torch.Tensor:
+        """A randomly deformed copy of each image x (B, D), for the routing regularisers (or x itself)."""
+        tc = self.cfg.train
+        if not tc.augment:
+            return x
+        u = self.mine(torch.rand(len(x) * self.world, 5, generator=self.generator))  # drawn for the global batch
+        return random_affine(x, self.cfg.model.image_shape, flip=tc.augment_flip, uniforms=u)

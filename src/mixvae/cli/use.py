@@ -1,0 +1,152 @@
+"""The commands that use data or a trained run: fetch, evaluate, sample, predict, report, presets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from mixvae.cli.errors import UsageError
+
+__all__ = ["cmd_fetch", "cmd_evaluate", "cmd_sample", "cmd_predict", "cmd_report", "cmd_presets"]
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    from mixvae.data import BUILTIN, fetch
+
+    if args.name not in BUILTIN:
+        raise UsageError(f"unknown dataset {args.name!r}: expected one of {', '.join(BUILTIN)}")
+    print(fetch(args.name, log=lambda m: print(m, file=sys.stderr)))
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mixvae.config import load_config
+    from mixvae.evaluation import evaluate_run
+
+    if args.iw < 0 or (args.iw_images is not None and args.iw_images < 1):
+        raise UsageError("--iw K and --iw-images N are invalid: expected K >= 0 and N >= 1")
+    K = load_config(args.run).model.n_components
+    result = evaluate_run(args.run, data=args.data, iw_samples=args.iw, iw_images=args.iw_images,
+                          device=args.device)
+    print_table(result, K)
+    return 0
+
+
+def print_table(result: dict[str, Any], K: int) -> None:
+    """The evaluation as a small table, then the experts' matched classes and the IW bound."""
+    rows = [("split", "ACC", "NMI", "ARI", "experts used")]
+    for split in ("test", "train"):
+        r = result.get(split)
+        if r is None:
+            continue
+        if "acc" in r:
+            rows.append((split, f"{r['acc']:.4f}", f"{r['nmi']:.4f}", f"{r['ari']:.4f}", f"{r['experts_used']}/{K}"))
+        else:
+            rows.append((split, "-", "-", "-", f"{r['experts_used']}/{K}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for j, row in enumerate(rows):
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+        if j == 0:
+            print("  ".join("-" * w for w in widths))
+    r = result.get("test") or result.get("train")
+    if r and "matched_class" in r:
+        print("expert -> matched class (purity): " + ", ".join(
+            f"{k}->{c} ({p:.2f})" for k, (c, p) in enumerate(zip(r["matched_class"], r["purity"]))))
+    if "log_likelihood" in result:
+        ll = result["log_likelihood"]
+        print(f"log-likelihood bound (IW, k={ll['iw_samples']}, {ll['images']} {ll['split']} images, "
+              f"{ll['likelihood']}): {ll['mean_nats']:.2f} +/- {ll['stderr']:.2f} nats")
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from mixvae.checkpoint import load_run
+    from mixvae.plots import sample_grid
+    from mixvae.runfolder import read_eval
+
+    if args.per_expert < 1:
+        raise UsageError(f"--per-expert {args.per_expert} is invalid: expected an integer >= 1")
+    module, cfg = load_run(args.run)
+    K = cfg.model.n_components
+    gen = torch.Generator().manual_seed(args.seed)
+    rows = [module.sample(args.per_expert, k, generator=gen).numpy() for k in range(K)]
+    ev = read_eval(args.run)
+    r = ev.get("test") or ev.get("train") or {}
+    labels = ([f"expert {k}: {c}" for k, c in enumerate(r["matched_class"])] if "matched_class" in r
+              else [f"expert {k}" for k in range(K)])
+    out = args.out or Path(args.run) / "samples.png"
+    sample_grid(np.stack(rows), cfg.model.image_shape, out, labels, title=f"{args.per_expert} samples per expert")
+    print(out)
+    return 0
+
+
+def _read_for_predict(path: Path, shape: tuple[int, int]) -> tuple[list[str], Any]:
+    from mixvae.data import check_images, load, read_image
+
+    if not path.exists():
+        raise UsageError(f"{path} does not exist")
+    if path.suffix.lower() in (".npy", ".npz"):
+        images = load(path).images
+        names = [f"{path}[{i}]" for i in range(len(images))]
+    else:
+        images = read_image(path, tuple(shape))[None]  # (1, H, W), resized to the model's size
+        names = [str(path)]
+    images = check_images(images, str(path))
+    if tuple(images.shape[1:]) != tuple(shape):
+        raise UsageError(f"{path} holds {tuple(images.shape[1:])} images, but the model takes {tuple(shape)}")
+    return names, images
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from mixvae.checkpoint import load_run
+    from mixvae.inference import predict_proba
+
+    module, cfg = load_run(args.run)
+    names, arrays = [], []
+    for f in args.files:
+        n, a = _read_for_predict(f, cfg.model.image_shape)
+        names += n
+        arrays.append(a)
+    probs = predict_proba(module, np.concatenate(arrays), batch_size=10000)
+    experts = probs.argmax(1)
+    lines = [f"{name}\t{int(k)}\t{probs[i, k]:.4f}" for i, (name, k) in enumerate(zip(names, experts))]
+    sys.stdout.write("file\texpert\tprobability\n" + "\n".join(lines) + "\n")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Evaluate the run if it has no eval.json, redraw its figures, and write RUN/report.html."""
+    from mixvae.checkpoint import CheckpointError
+    from mixvae.config import load_config
+    from mixvae.data import DataError
+    from mixvae.evaluation import EvaluationError, evaluate_run
+    from mixvae.figures import figures_for_run
+    from mixvae.report import write_report
+    from mixvae.runfolder import EVAL_FILE
+
+    run = Path(args.run)
+    if not run.is_dir():
+        raise UsageError(f"{run} is not a run folder: expected a folder made by 'mixvae train'")
+    load_config(run)  # a clear error before any work
+    if not (run / EVAL_FILE).exists():
+        try:
+            evaluate_run(run, device=args.device)
+        except (DataError, CheckpointError, EvaluationError) as e:
+            print(f"mixvae: warning: the report has no evaluation ({e})", file=sys.stderr)
+    figures_for_run(run, args.device)
+    print(write_report(run))
+    return 0
+
+
+def cmd_presets(args: argparse.Namespace) -> int:
+    from mixvae.config import PRESETS
+
+    for name, (desc, _) in PRESETS.items():
+        print(f"{name:10s} {desc}")
+    return 0

@@ -1,0 +1,26 @@
+"""Configuration: the schema (frozen, self-checking dataclasses), named presets, and resolution.
+
+``resolve_config`` is the one place a run's settings are put together; see
+:mod:`mixvae.config.resolve` for the precedence.
+"""
+
+from __future__ import annotations
+
+from mixvae.config.presets import PRESETS, preset
+from mixvae.config.resolve import (
+    ConfigFileError,
+    config_from_dict,
+    config_from_json,
+    load_config,
+    parse_overrides,
+    read_config_values,
+    resolve_config,
+    save_config,
+)
+from mixvae.config.schema import ALIASES, ConfigError, ModelConfig, RunConfig, TrainConfig
+
+__all__ = [
+    "ALIASES", "ConfigError", "ConfigFileError", "ModelConfig", "PRESETS", "RunConfig", "TrainConfig",
+    "config_from_dict", "config_from_json", "load_config", "parse_overrides", "preset", "read_config_values",
+    "resolve_config", "save_config",
+]

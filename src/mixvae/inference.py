@@ -1,0 +1,88 @@
+"""Using a trained model on arrays of images: routing probabilities, latent means, the IW bound.
+
+Each is computed here once, in batches, and every caller (training's evaluation, the command
+line, the estimator, figures, benchmarks) goes through these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixvae.model import MixtureModule
+
+__all__ = ["images_to_tensor", "batches", "predict_proba", "latent_means", "log_likelihood"]
+
+Device = str | torch.device
+
+
+def images_to_tensor(images: Any, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    """uint8 images (N, H, W) -> float32 (n, H*W) in [0, 1] for rows start:stop."""
+    part = images[start:stop]
+    t = part if torch.is_tensor(part) else torch.as_tensor(np.asarray(part))
+    return t.reshape(t.shape[0], -1).float().div_(255.0)
+
+
+def batches(images: Any, batch_size: int, device: Device = "cpu", stop: int | None = None
+            ) -> Iterator[torch.Tensor]:
+    """Consecutive batches (B, D) of images[:stop] as floats in [0, 1] on ``device``."""
+    n = len(images) if stop is None else min(stop, len(images))
+    for start in range(0, n, batch_size):
+        yield images_to_tensor(images, start, min(start + batch_size, n)).to(device)
+
+
+class _EvalMode:
+    """``with _EvalMode(module):`` runs in eval mode and restores the module's mode afterwards."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.module, self.was_training = module, module.training
+
+    def __enter__(self) -> None:
+        self.module.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.train(self.was_training)
+
+
+@torch.no_grad()
+def predict_proba(module: MixtureModule, images: Any, batch_size: int = 1000, device: Device = "cpu") -> np.ndarray:
+    """Routing probabilities q(k|x) for uint8 images (N, H, W) -> (N, K) float32."""
+    with _EvalMode(module):
+        out = [module.predict_proba(x).float().cpu() for x in batches(images, batch_size, device)]
+    return torch.cat(out).numpy() if out else np.zeros((0, module.config.n_components), np.float32)
+
+
+@torch.no_grad()
+def latent_means(module: MixtureModule, images: Any, batch_size: int = 500, device: Device = "cpu") -> np.ndarray:
+    """Each image's latent mean under the expert it is routed to, (N, latent_dim)."""
+    out = []
+    with _EvalMode(module):
+        for x in batches(images, batch_size, device):
+            mu, _ = module.encode(x)  # (K, B, L)
+            k = module.manager_logits(x).argmax(-1)  # (B,)
+            out.append(mu[k, torch.arange(x.shape[0], device=x.device)].cpu())  # (B, L)
+    return torch.cat(out).numpy() if out else np.zeros((0, module.config.latent_dim), np.float32)
+
+
+@torch.no_grad()
+def log_likelihood(module: MixtureModule, images: Any, n_samples: int, *, binarize: bool = False,
+                   stop: int | None = None, device: Device = "cpu", batch_size: int = 100) -> np.ndarray:
+    """Importance-weighted lower bound on log p(x) in nats of each of images[:stop], (n,) float64.
+
+    ``n_samples`` draws per expert (see :meth:`MixtureModule.log_likelihood`). The draws are
+    seeded (seed 0), so the same images give the same bound. A model trained on binarised pixels
+    (``binarize``) is evaluated on one fixed binarisation of the images (seed 1): each pixel is 1
+    with probability its intensity.
+    """
+    draws = torch.Generator().manual_seed(0)
+    coins = torch.Generator().manual_seed(1)
+    out = []
+    with _EvalMode(module):
+        for x in batches(images, batch_size, "cpu", stop):
+            if binarize:
+                x = (torch.rand(x.shape, generator=coins) < x).float()
+            out.append(module.log_likelihood(x.to(device), n_samples, generator=draws).cpu())
+    return torch.cat(out).double().numpy() if out else np.zeros(0)

@@ -1,0 +1,137 @@
+"""The run folder: its file names, the lock that gives it to one process, and its records.
+
+A run folder holds::
+
+    config.yaml          the resolved configuration (repeat the run with --config RUN/config.yaml)
+    model.safetensors    the latest weights, with the configuration in the header
+    checkpoints/         step-XXXXXXXX.pt: everything needed to resume exactly
+    metrics.jsonl        one JSON record per finished epoch
+    eval.json            the evaluation written by ``mixvae evaluate``
+    report.html          the page written by ``mixvae report``
+    *.png                figures (see :data:`mixvae.figures.FIGURES`)
+
+Every module names these files through this one; nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import IO, Any
+
+from mixvae.atomic import atomic_write
+
+__all__ = [
+    "CONFIG_FILE", "WEIGHTS_FILE", "CHECKPOINT_DIR", "METRICS_FILE", "EVAL_FILE", "REPORT_FILE", "PROGRESS_FILE",
+    "ESTIMATOR_FILE", "LOCK_FILE", "TENSORBOARD_DIR", "RunFolderError", "RunLock", "read_metrics",
+    "write_metrics", "read_eval", "write_eval", "clear_run",
+]
+
+CONFIG_FILE = "config.yaml"
+WEIGHTS_FILE = "model.safetensors"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+EVAL_FILE = "eval.json"
+REPORT_FILE = "report.html"
+PROGRESS_FILE = "progress.png"
+ESTIMATOR_FILE = "estimator.json"
+LOCK_FILE = ".lock"
+TENSORBOARD_DIR = "tensorboard"
+
+
+class RunFolderError(ValueError):
+    """A run folder cannot be used as asked (for example another process holds it)."""
+
+
+class RunLock:
+    """An exclusive lock on a run folder, held while one process trains in it.
+
+    It is an ``flock`` on ``RUN/.lock``, so the operating system releases it when the holder
+    exits, however it exits (a killed process leaves no stale lock). The file records the holder
+    (host and process id) for the message another process gets.
+
+    Examples
+    --------
+    >>> with RunLock(run_dir):  # doctest: +SKIP
+    ...     train(...)
+    """
+
+    def __init__(self, run_dir: Path | str):
+        self.path = Path(run_dir) / LOCK_FILE
+        self._handle: IO[str] | None = None
+
+    def acquire(self) -> RunLock:
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(self.path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            if e.errno in (errno.EAGAIN, errno.EACCES):
+                raise RunFolderError(f"{self.path.parent} is in use by {holder}: wait for it to finish or "
+                                     f"use another --out") from None
+            raise
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        self._handle = handle
+        return self
+
+    def release(self) -> None:
+        if self._handle is not None:
+            self._handle.close()  # closing the file releases the flock
+            self._handle = None
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def read_metrics(run_dir: Path | str) -> list[dict[str, Any]]:
+    """The per-epoch records of ``RUN/metrics.jsonl`` (empty when there are none yet)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def write_metrics(run_dir: Path | str, records: list[dict[str, Any]]) -> None:
+    """Write every record to ``RUN/metrics.jsonl``, one JSON object per line, atomically."""
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    atomic_write(Path(run_dir) / METRICS_FILE, text.encode())
+
+
+def read_eval(run_dir: Path | str) -> dict[str, Any]:
+    """The evaluation results of ``RUN/eval.json`` (empty when the run was not evaluated)."""
+    path = Path(run_dir) / EVAL_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def write_eval(run_dir: Path | str, result: dict[str, Any]) -> None:
+    atomic_write(Path(run_dir) / EVAL_FILE, json.dumps(result, indent=2).encode())
+
+
+# what a run writes (everything but the lock), removed when a run folder is overwritten
+_RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE)
+
+
+def clear_run(run_dir: Path | str) -> None:
+    """Remove a run's files (for ``--overwrite``); figures are removed by name too."""
+    from mixvae.figures import FIGURES
+
+    run_dir = Path(run_dir)
+    shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
+    for name in (*_RUN_FILES, *FIGURES):
+        (run_dir / name).unlink(missing_ok=True)
