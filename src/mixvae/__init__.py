@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["MixtureVAE", "__version__"]
+__all__ = ["MixtureOfExperts", "MixtureVAE", "__version__"]
 
 
 def __getattr__(name: str):
@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from mixvae.estimator import MixtureVAE
 
         return MixtureVAE
+    if name == "MixtureOfExperts":
+        from mixvae.regression import MixtureOfExperts
+
+        return MixtureOfExperts
     raise AttributeError(f"module 'mixvae' has no attribute {name!r}")
