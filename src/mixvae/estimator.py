@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
+from sklearn.utils import Tags, TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
 from mixvae.config import RunConfig, config_from_dict, resolve_config
@@ -116,6 +117,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         from mixvae.inference import predict_proba
         from mixvae.train import Runtime, fit
 
+        shape = getattr(X, "shape", None)
+        if shape is not None and len(shape) >= 2 and shape[0] == 1:
+            raise ValueError("X has 1 sample; a mixture of experts needs at least n_components images.")
         images = _as_images(X)
         if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool):
             raise ValueError(f"n_components={self.n_components!r} is invalid: expected an integer >= 1.")
@@ -136,6 +140,12 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.weights_ = probs.mean(0)
         self.labels_ = probs.argmax(1)
         return self
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags = TransformerTags(preserves_dtype=[])  # transform gives latent means, float32
+        tags.input_tags.positive_only = True  # pixels: uint8 0..255 or floats in [0, 1]
+        return tags
 
     def _device(self) -> str:
         return "cpu" if self.device is None else str(self.device)
@@ -249,7 +259,8 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
     @classmethod
     def load(cls, path: str | Path, device: str | None = None) -> MixtureVAE:
-        """Rebuild a saved MixtureVAE from the folder or ``.safetensors`` file ``save`` wrote."""
+        """Rebuild a saved MixtureVAE from the folder or ``.safetensors`` file ``save`` wrote, or from
+        a run folder made by ``mixvae train`` (its parameters then come from the run's config)."""
         from safetensors import safe_open
 
         from mixvae.checkpoint import CheckpointError, load_state
@@ -261,10 +272,11 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError(f"{path} holds no saved MixtureVAE: expected a folder or .safetensors file from save().")
         try:
             with safe_open(str(file), framework="pt") as f:
-                meta = json.loads((f.metadata() or {})["estimator"])
+                header = f.metadata() or {}
+                meta = json.loads(header["estimator"]) if "estimator" in header else _run_meta(header["config"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}
         except (KeyError, json.JSONDecodeError):
-            raise ValueError(f"{file} was not written by MixtureVAE.save (no estimator metadata).") from None
+            raise ValueError(f"{file} was not written by MixtureVAE.save or mixvae train (no configuration).") from None
         except Exception as e:  # safetensors raises several kinds for a corrupt file
             raise ValueError(f"{file} is corrupt or truncated ({str(e).splitlines()[0]}).") from None
         params = meta["params"]
@@ -287,6 +299,18 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         return est
 
 
+def _run_meta(config_json: str) -> dict[str, Any]:
+    """What ``save`` would have stored, for the weights of a run made by ``mixvae train``."""
+    from mixvae.config import PRESETS
+
+    config = json.loads(config_json)
+    model, train = config["model"], config["train"]
+    params = {"n_components": model["n_components"], "preset": config["preset"] if config["preset"] in PRESETS
+              else "default", "max_epochs": train["epochs"], "batch_size": train["batch_size"],
+              "learning_rate": train["lr"], "latent_dim": model["latent_dim"], "random_state": train["seed"]}
+    return {"params": params, "config": config}
+
+
 def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Any accepted image input -> uint8 (N, H, W); ValueError with one sentence otherwise."""
     if torch.is_tensor(X):
@@ -297,8 +321,11 @@ def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
         X = np.asarray(X)
     except (ValueError, TypeError) as e:
         raise ValueError(f"X cannot be read as an array of images ({str(e).splitlines()[0]}).") from None
+    X = _numeric(X)
     if X.ndim == 2 and X.shape[0] > 0:
         D = X.shape[1]
+        if D == 0:
+            raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
         if flat_shape is not None and D == flat_shape[0] * flat_shape[1]:
             X = X.reshape(X.shape[0], *flat_shape)
         elif int(round(D**0.5)) ** 2 != D:
@@ -306,4 +333,17 @@ def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
     try:
         return check_images(X, "X")
     except DataError as e:
-        raise ValueError(str(e)) from None
+        negative = X.dtype.kind in "if" and X.size and np.nanmin(X) < 0
+        raise ValueError(f"Negative values in data passed to MixtureVAE: {e}" if negative else str(e)) from None
+
+
+def _numeric(X: np.ndarray) -> np.ndarray:
+    """Reject complex numbers; read an object array of numbers as floats (one sentence otherwise)."""
+    if np.iscomplexobj(X):
+        raise ValueError(f"Complex data not supported: X has dtype {X.dtype}; expected real pixel values.")
+    if X.dtype == object:
+        try:
+            return X.astype(np.float64)
+        except (TypeError, ValueError) as e:
+            raise TypeError(f"X holds a value that is not a number: {str(e).splitlines()[0]}.") from None
+    return X
