@@ -1,11 +1,12 @@
 # Two commands: `make demo` and `make test`. Both create .venv when it is missing.
+# `make lint` (ruff, mypy) runs first in `make test`.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: demo test install clean bench-quality bench-speed
+.PHONY: demo test lint install clean bench-quality bench-speed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +25,14 @@ demo: $(STAMP)
 	$(BIN)/mixvae sample $(DEMO) --per-expert 10 --out $(DEMO)/samples.png
 	@echo "figures: $(DEMO)/progress.png $(DEMO)/samples.png $(DEMO)/confusion.png"
 
-test: $(STAMP)
+# ruff lints every Python file under the repository (src, tests, benchmarks, examples) except the
+# excluded folders of [tool.ruff] and .gitignore; mypy checks the files of [tool.mypy] (src).
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: lint
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
+	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["NaiveVAE", "NaiveMixture"]
+__all__ = ["NaiveMixture", "NaiveVAE"]
 
 
 class NaiveVAE(nn.Module):

@@ -20,8 +20,8 @@ import numpy as np
 from mixvae import refine
 from mixvae.checkpoint import load_run
 from mixvae.data import load
-from mixvae.metrics import cluster_accuracy
 from mixvae.inference import predict_proba
+from mixvae.metrics import cluster_accuracy
 from mixvae.neighbours import nearest_neighbours
 
 

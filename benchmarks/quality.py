@@ -32,8 +32,8 @@ import torch
 from mixvae.config import config_from_dict, parse_overrides, save_config
 from mixvae.config import preset as make_preset
 from mixvae.data import load_split_pair, mixvae_home
-from mixvae.metrics import cluster_accuracy, clustering_report
 from mixvae.inference import images_to_tensor, predict_proba
+from mixvae.metrics import cluster_accuracy, clustering_report
 from mixvae.train import Runtime, fit
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -24,8 +24,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -86,7 +87,7 @@ def matmul_peak(quick: bool) -> dict[str, float]:
     out = {}
     for m, k, n in shapes:
         a, b = torch.randn(m, k), torch.randn(k, n)
-        t = best_time(lambda: a @ b, 0.3 if quick else 1.5)
+        t = best_time(lambda a=a, b=b: a @ b, 0.3 if quick else 1.5)
         out[f"{m}x{k} @ {k}x{n}"] = 2 * m * k * n / t / 1e9
     return out
 
@@ -162,7 +163,6 @@ def fit_throughput(cfg, images, steps: tuple[int, int]) -> float:
 
 def training(args, data, peak: float) -> list[dict[str, Any]]:
     import torch
-
     from naive import NaiveMixture
 
     from mixvae.config import preset
@@ -227,11 +227,10 @@ def prediction(test, quick: bool) -> list[dict[str, Any]]:
 
     from mixvae import cli
     from mixvae.checkpoint import save_weights
-    from mixvae.config import save_config
-    from mixvae.runfolder import WEIGHTS_FILE
-    from mixvae.config import preset
-    from mixvae.model import MixtureModule
+    from mixvae.config import preset, save_config
     from mixvae.inference import predict_proba
+    from mixvae.model import MixtureModule
+    from mixvae.runfolder import WEIGHTS_FILE
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -241,7 +240,7 @@ def prediction(test, quick: bool) -> list[dict[str, Any]]:
             cfg = preset(name)
             torch.manual_seed(0)
             module = MixtureModule(cfg.model).eval()
-            t = best_time(lambda: predict_proba(module, test.images, batch_size=10000), 1.0)
+            t = best_time(lambda module=module: predict_proba(module, test.images, batch_size=10000), 1.0)
             rows.append({"what": f"predict_proba, 10k test images, {name} preset", "seconds": t,
                          "images_per_s": len(test.images) / t})
             save_config(run, cfg)
@@ -249,7 +248,7 @@ def prediction(test, quick: bool) -> list[dict[str, Any]]:
             npy = Path(tmp) / "test.npy"
             np.save(npy, np.asarray(test.images))
 
-            def cli_predict() -> None:
+            def cli_predict(npy: Path = npy) -> None:
                 with contextlib.redirect_stdout(io.StringIO()):
                     cli.main(["predict", str(run), str(npy)])
 

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from mixvae.callbacks import OnEpoch
     from mixvae.config import preset
     from mixvae.data import load_split_pair
-    from mixvae.callbacks import OnEpoch
     from mixvae.train import Runtime, fit
 
     if args.threads:

@@ -10,10 +10,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import blobs
 from mixvae.cli import main, parser
 from mixvae.cli.run import config_from_args
 from mixvae.config import ModelConfig, TrainConfig
+
+from conftest import blobs
 
 TINY = ["--preset", "seed", "--experts", "4", "--epochs", "2", "--batch-size", "40",
         "--set", "model.hidden=[16]", "--set", "model.manager_hidden=[16]"]

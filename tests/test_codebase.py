@@ -22,9 +22,9 @@ def test_functions_are_short():
     long = []
     for p in MODULES:
         for node in ast.walk(ast.parse(p.read_text())):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None:
-                if node.end_lineno - node.lineno + 1 > 80:
-                    long.append(f"{p.relative_to(SRC)}:{node.name}")
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno is not None
+                    and node.end_lineno - node.lineno + 1 > 80):
+                long.append(f"{p.relative_to(SRC)}:{node.name}")
     assert not long, long
 
 
@@ -41,7 +41,7 @@ def test_no_module_uses_another_modules_private_names():
             elif isinstance(node, ast.Import):
                 aliases |= {a.asname or a.name for a in node.names if a.name.startswith("mixvae")}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name):
-                if node.value.id in aliases:
-                    found.append(f"{p.name}:{node.lineno}: {node.value.id}.{node.attr}")
+            if (isinstance(node, ast.Attribute) and _private(node.attr) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases):
+                found.append(f"{p.name}:{node.lineno}: {node.value.id}.{node.attr}")
     assert not found, found

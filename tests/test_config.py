@@ -22,11 +22,11 @@ def test_every_preset_builds():
 @pytest.mark.parametrize(
     "kwargs, field",
     [
-        (dict(n_components=0), "n_components"),
-        (dict(latent_dim=-1), "latent_dim"),
-        (dict(likelihood="poisson"), "likelihood"),
-        (dict(balance="max"), "balance"),
-        (dict(hidden=(0,)), "hidden"),
+        ({"n_components": 0}, "n_components"),
+        ({"latent_dim": -1}, "latent_dim"),
+        ({"likelihood": "poisson"}, "likelihood"),
+        ({"balance": "max"}, "balance"),
+        ({"hidden": (0,)}, "hidden"),
     ],
 )
 def test_bad_model_config_names_the_field(kwargs, field):
@@ -34,8 +34,8 @@ def test_bad_model_config_names_the_field(kwargs, field):
         ModelConfig(**kwargs)
 
 
-@pytest.mark.parametrize("kwargs, field", [(dict(lr=0), "lr"), (dict(lr=-1e-3), "lr"), (dict(batch_size=0), "batch_size"),
-                                           (dict(epochs=0), "epochs")])
+@pytest.mark.parametrize("kwargs, field", [({"lr": 0}, "lr"), ({"lr": -1e-3}, "lr"), ({"batch_size": 0}, "batch_size"),
+                                           ({"epochs": 0}, "epochs")])
 def test_bad_train_config_names_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**kwargs)

@@ -56,7 +56,7 @@ def torchrun(*args: str) -> None:
     env["OMP_NUM_THREADS"] = "1"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
            "-m", "mixvae", "train", *args]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=110, check=False)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
 
 
@@ -96,7 +96,7 @@ def test_a_two_process_run_resumes_from_its_checkpoint(data, reference, tmp_path
 
 def test_a_batch_that_does_not_split_evenly_is_refused(monkeypatch):
     import mixvae.distributed
-    import mixvae.train as train
+    from mixvae import train
     from mixvae.config import ConfigError, RunConfig, TrainConfig
 
     monkeypatch.setattr(mixvae.distributed, "rank_world", lambda: (0, 2))  # as if under torchrun with 2 processes

@@ -8,12 +8,13 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 from sklearn.pipeline import Pipeline
 
-from conftest import blobs
 from mixvae import MixtureVAE
+
+from conftest import blobs
 
 
 def small(**kw) -> MixtureVAE:
-    args = dict(n_components=4, max_epochs=3, batch_size=50, random_state=0)
+    args = {"n_components": 4, "max_epochs": 3, "batch_size": 50, "random_state": 0}
     args.update(kw)
     return MixtureVAE(**args)
 
@@ -83,7 +84,7 @@ def test_sample(fitted):
     assert imgs.shape == (12, 8, 8) and imgs.dtype == np.float32
     assert imgs.min() >= 0 and imgs.max() <= 1
     assert experts.shape == (12,) and set(experts) <= set(range(4))
-    imgs2, experts2 = fitted.sample(5, expert=2)
+    _imgs2, experts2 = fitted.sample(5, expert=2)
     assert (experts2 == 2).all()
     np.testing.assert_array_equal(fitted.sample(12)[0], imgs)  # seeded by random_state
     with pytest.raises(ValueError, match="expert=7"):
@@ -121,7 +122,7 @@ def test_save_load_round_trip(fitted, data, tmp_path, suffix):
 def test_saved_folder_is_a_run_folder(fitted, tmp_path):
     from mixvae.checkpoint import load_run
 
-    module, cfg = load_run(fitted.save(tmp_path / "m"))
+    _module, cfg = load_run(fitted.save(tmp_path / "m"))
     assert cfg == fitted.config_
 
 

@@ -8,7 +8,7 @@ from mixvae.model import MixtureModule
 
 
 def small(**kw):
-    base = dict(n_components=3, image_shape=(6, 6), latent_dim=2, hidden=(8,), manager_hidden=(8,))
+    base = {"n_components": 3, "image_shape": (6, 6), "latent_dim": 2, "hidden": (8,), "manager_hidden": (8,)}
     base.update(kw)
     return MixtureModule(ModelConfig(**base))
 

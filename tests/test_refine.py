@@ -68,7 +68,7 @@ def test_pair_cuts_counts_edges_between_clusters():
 def test_tiny_pairs_are_skipped():
     assign = np.array([0, 0, 1, 1, 1])
     nb = np.array([[1], [2], [3], [4], [0]])
-    new, changed, moves = resplit_pairs(assign, nb, 2)
+    new, _changed, moves = resplit_pairs(assign, nb, 2)
     assert moves == [] and np.array_equal(new, assign)
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import blobs
 from mixvae.cli import main
 from mixvae.figures import FIGURES
+
+from conftest import blobs
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -56,7 +57,7 @@ def test_report_is_self_contained(run):
 def _chromium(*args: str, timeout: int = 60) -> subprocess.CompletedProcess:
     with tempfile.TemporaryDirectory() as profile:
         return subprocess.run([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=timeout)
+                              capture_output=True, text=True, timeout=timeout, check=False)
 
 
 @pytest.mark.browser
@@ -65,7 +66,7 @@ def test_report_renders_in_chromium(run, tmp_path):
     probe = tmp_path / "probe.html"
     probe.write_text((run / "report.html").read_text().replace("</body>", PROBE + "</body>"))
     dom = _chromium("--dump-dom", probe.as_uri()).stdout
-    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.DOTALL)
     assert found, "the page's script did not run"
     images = json.loads(found.group(1).replace("&quot;", '"'))
     assert len(images) == len(FIGURES)

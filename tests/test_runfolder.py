@@ -10,13 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli_errors import TINY, digest, one_line_error
 
-from conftest import blobs
 from mixvae import MixtureVAE
 from mixvae.cli import main
 from mixvae.evaluation import evaluate_run
 from mixvae.runfolder import LOCK_FILE, RunFolderError, RunLock
+
+from conftest import blobs
+from test_cli_errors import TINY, digest, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -60,9 +61,9 @@ def test_a_folder_in_use_is_refused_and_left_alone(npz: Path, tmp_path: Path, ca
     train(npz, run)
     before = digest(run)
     before.pop(LOCK_FILE)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from mixvae.runfolder import RunLock; lock = RunLock(sys.argv[1]).acquire();"
-         " print('held', flush=True); time.sleep(120)", str(run)], stdout=subprocess.PIPE, text=True)
+    hold = ("import sys, time; from mixvae.runfolder import RunLock; lock = RunLock(sys.argv[1]).acquire();"
+            " print('held', flush=True); time.sleep(120)")
+    holder = subprocess.Popen([sys.executable, "-c", hold, str(run)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         for argv in (["train", "--resume", str(run), "--epochs", "2"],
@@ -80,9 +81,8 @@ def test_a_folder_in_use_is_refused_and_left_alone(npz: Path, tmp_path: Path, ca
 
 
 def test_lock_is_exclusive_and_released(tmp_path: Path) -> None:
-    with RunLock(tmp_path):
-        with pytest.raises(RunFolderError, match=f"in use by process {os.getpid()}"):
-            RunLock(tmp_path).acquire()
+    with RunLock(tmp_path), pytest.raises(RunFolderError, match=f"in use by process {os.getpid()}"):
+        RunLock(tmp_path).acquire()
     with RunLock(tmp_path):  # released on exit
         pass
 

@@ -95,7 +95,7 @@ def test_compile_falls_back_with_one_line_when_unavailable(monkeypatch):
 
     monkeypatch.setattr(torch, "compile", broken)
     lines: list[str] = []
-    module, history = fit(_tiny_config(), x, log=lines.append, runtime=Runtime(progress=False, compile=True))
+    module, _history = fit(_tiny_config(), x, log=lines.append, runtime=Runtime(progress=False, compile=True))
     notes = [m for m in lines if "torch.compile" in m]
     assert notes == ["torch.compile is unavailable here (RuntimeError: no compiler here); training without it"]
     for p, q in zip(module.parameters(), expected.parameters()):

@@ -7,8 +7,7 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from mixvae import checkpoint as ckpt
-from mixvae.config import ModelConfig, RunConfig, TrainConfig
-from mixvae.config import save_config
+from mixvae.config import ModelConfig, RunConfig, TrainConfig, save_config
 from mixvae.inference import predict_proba
 from mixvae.neighbours import nearest_neighbours
 from mixvae.train import Runtime, TrainingError, fit
@@ -22,7 +21,7 @@ def blob_config(**train) -> RunConfig:
                         activation="relu", manager_activation="relu", likelihood="bernoulli", init="torch",
                         objective="elbo", balance="kl", balance_weight=1.0,
                         route_by_loss=train.get("manager_regulariser", "none") == "none")
-    t = dict(epochs=8, batch_size=40, lr=3e-3, seed=0)
+    t = {"epochs": 8, "batch_size": 40, "lr": 3e-3, "seed": 0}
     t.update(train)
     return RunConfig(preset="test", data="blobs", model=model, train=TrainConfig(**t))
 
@@ -66,7 +65,7 @@ def test_run_folder_contents(tmp_path):
 
 
 def test_save_load_round_trip(tmp_path):
-    x, y = blobs(n_per=20, k=4)
+    x, _y = blobs(n_per=20, k=4)
     cfg = blob_config(epochs=1)
     module, _ = fit(cfg, x, run_dir=tmp_path, log=None, runtime=Runtime(progress=False))
     save_config(tmp_path, cfg)
@@ -123,7 +122,7 @@ def test_checkpoint_that_runs_code_is_refused(tmp_path):
 def test_corrupt_and_mismatched_weights_are_refused(tmp_path):
     x, _ = blobs(n_per=20, k=4)
     cfg = blob_config(epochs=1)
-    module, _ = fit(cfg, x, run_dir=tmp_path, log=None, runtime=Runtime(progress=False))
+    _module, _ = fit(cfg, x, run_dir=tmp_path, log=None, runtime=Runtime(progress=False))
     save_config(tmp_path, cfg)
     weights = tmp_path / "model.safetensors"
     data = weights.read_bytes()

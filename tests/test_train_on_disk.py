@@ -5,8 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-import mixvae.batches as batches
-import mixvae.train as train
+from mixvae import batches, train
 from mixvae.cli import main
 from mixvae.config import ModelConfig, RunConfig, TrainConfig
 from mixvae.train import Runtime
@@ -65,7 +64,7 @@ def test_fit_reads_batches_and_chunks_never_the_whole_array():
 def test_a_large_image_folder_is_read_lazily(tmp_path, monkeypatch):
     from PIL import Image
 
-    import mixvae.data as data
+    from mixvae import data
     from mixvae.data import folders
 
     x, y = blobs(n_per=10, k=4)
@@ -90,7 +89,7 @@ def test_a_large_image_folder_is_read_lazily(tmp_path, monkeypatch):
 def test_a_lazy_folder_with_mixed_sizes_is_refused(tmp_path, monkeypatch):
     from PIL import Image
 
-    import mixvae.data as data
+    from mixvae import data
     from mixvae.data import folders
 
     Image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "a.png")

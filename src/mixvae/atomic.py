@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-__all__ = ["atomic_write", "atomic_open", "remove_temp_files", "TEMP_SUFFIX"]
+__all__ = ["TEMP_SUFFIX", "atomic_open", "atomic_write", "remove_temp_files"]
 
 TEMP_SUFFIX = ".tmp"
 

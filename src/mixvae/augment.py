@@ -65,6 +65,6 @@ def random_affine(
         sign = torch.where(u[:, 4] < 0.5, -1.0, 1.0)
         theta[:, 0, 0] = theta[:, 0, 0] * sign
         theta[:, 1, 0] = theta[:, 1, 0] * sign
-    grid = F.affine_grid(theta.to(x.dtype), (B, 1, h, w), align_corners=False)  # (B, H, W, 2)
+    grid = F.affine_grid(theta.to(x.dtype), [B, 1, h, w], align_corners=False)  # (B, H, W, 2)
     out = F.grid_sample(x.view(B, 1, h, w), grid, align_corners=False)  # (B, 1, H, W)
     return out.view(B, h * w)

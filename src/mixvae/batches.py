@@ -47,8 +47,10 @@ class BatchSource:
         self.in_memory = torch.is_tensor(images) or type(images) is np.ndarray
         self.images = torch.as_tensor(images) if self.in_memory else images
         self.per_rank = cfg.train.batch_size // world
-        self.sampler = DistributedSampler(range(self.n), num_replicas=world, rank=rank, shuffle=True,
-                                          seed=cfg.train.seed)
+        # the sampler reads only len() of its dataset: the range stands for the images
+        self.sampler: DistributedSampler[int] = DistributedSampler(
+            range(self.n),  # type: ignore[arg-type]  # torch annotates Dataset; any sized sequence works
+            num_replicas=world, rank=rank, shuffle=True, seed=cfg.train.seed)
 
     def epoch(self, epoch: int) -> list[np.ndarray]:
         """This process's image indices for every step of ``epoch``, (per_rank,) each."""

@@ -6,15 +6,16 @@ output never edits the training loop.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 from mixvae import runfolder
 
 if TYPE_CHECKING:
     from mixvae.train import Trainer
 
-__all__ = ["Callback", "SummaryLine", "MetricsFile", "ProgressFigure", "TensorBoard", "OnEpoch"]
+__all__ = ["Callback", "MetricsFile", "OnEpoch", "ProgressFigure", "SummaryLine", "TensorBoard"]
 
 Record = dict[str, Any]
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors import SafetensorError
@@ -22,18 +23,21 @@ from mixvae.atomic import atomic_write, remove_temp_files
 from mixvae.config import RunConfig, load_config
 from mixvae.runfolder import CHECKPOINT_DIR, WEIGHTS_FILE
 
+if TYPE_CHECKING:
+    from mixvae.model import MixtureModule
+
 __all__ = [
     "CheckpointError",
     "UnsafeCheckpointError",
-    "save_weights",
-    "load_weights",
-    "load_state",
-    "save_checkpoint",
-    "load_checkpoint",
     "latest_checkpoint",
+    "load_checkpoint",
     "load_latest_checkpoint",
-    "remove_run_temp_files",
     "load_run",
+    "load_state",
+    "load_weights",
+    "remove_run_temp_files",
+    "save_checkpoint",
+    "save_weights",
 ]
 
 _CKPT_RE = re.compile(r"^step-(\d{8})\.pt$")
@@ -108,7 +112,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"{path} does not exist") from None
-    except Exception as e:  # torch raises many kinds for corrupt, truncated or unsafe files
+    except Exception as e:  # noqa: BLE001 - torch raises many kinds for corrupt, truncated or unsafe files
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
             raise UnsafeCheckpointError(
@@ -144,9 +148,9 @@ def load_latest_checkpoint(run_dir: Path, warn: Callable[[str], None] | None = N
         except CheckpointError as e:
             failed.append(e)
             continue
-        for e in failed:
+        for err in failed:
             if warn is not None:
-                warn(f"{e}; resuming from the one before, {path.name}")
+                warn(f"{err}; resuming from the one before, {path.name}")
         return path, state
     raise CheckpointError(f"{run_dir} holds no checkpoint that loads: {failed[0]}")
 
@@ -156,7 +160,7 @@ def remove_run_temp_files(run_dir: Path) -> list[Path]:
     return remove_temp_files(run_dir) + remove_temp_files(Path(run_dir) / CHECKPOINT_DIR)
 
 
-def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, RunConfig]:
+def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[MixtureModule, RunConfig]:
     """Rebuild a trained model from its run folder (config.yaml + model.safetensors)."""
     from mixvae.model import MixtureModule
 

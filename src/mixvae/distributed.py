@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["rank_world", "init_distributed", "barrier", "gather_rows", "env_rank", "env_world_size", "mean_over_processes"]
+__all__ = ["barrier", "env_rank", "env_world_size", "gather_rows", "init_distributed", "mean_over_processes", "rank_world"]
 
 
 def env_rank() -> int:

@@ -15,7 +15,7 @@ from mixvae import runfolder
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.model import MixtureModule
 
-__all__ = ["epoch_metrics", "evaluate_run", "EvaluationError"]
+__all__ = ["EvaluationError", "epoch_metrics", "evaluate_run"]
 
 
 class EvaluationError(ValueError):

@@ -18,7 +18,7 @@ from mixvae.inference import images_to_tensor, predict_proba
 from mixvae.metrics import clustering_report
 from mixvae.model import MixtureModule
 
-__all__ = ["FIGURES", "write_figures", "figures_for_run", "traversal_images", "reconstruction_images"]
+__all__ = ["FIGURES", "figures_for_run", "reconstruction_images", "traversal_images", "write_figures"]
 
 # file name -> what it shows, in the order a report presents them
 FIGURES = {
@@ -76,7 +76,7 @@ def write_figures(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     c = module.config
-    K, shape = c.n_components, tuple(c.image_shape)
+    K, shape = c.n_components, c.image_shape
     dev = next(module.parameters()).device
     was_training = module.training
     module.eval()

@@ -14,7 +14,7 @@ import torch
 
 from mixvae.model import MixtureModule
 
-__all__ = ["images_to_tensor", "batches", "predict_proba", "latent_means", "log_likelihood"]
+__all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba"]
 
 Device = str | torch.device
 

@@ -9,7 +9,7 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
-__all__ = ["confusion", "match_clusters", "cluster_accuracy", "clustering_report", "usage", "routing_entropy"]
+__all__ = ["cluster_accuracy", "clustering_report", "confusion", "match_clusters", "routing_entropy", "usage"]
 
 
 def confusion(labels: np.ndarray, clusters: np.ndarray, n_clusters: int, n_classes: int | None = None) -> np.ndarray:
@@ -65,7 +65,7 @@ def clustering_report(labels: np.ndarray | None, probs: np.ndarray) -> dict:
     K = probs.shape[1]
     clusters = probs.argmax(1)
     out: dict = {
-        "n": int(len(clusters)),
+        "n": len(clusters),
         "usage": [round(float(u), 5) for u in usage(clusters, K)],
         "experts_used": int((np.bincount(clusters, minlength=K) > 0).sum()),
         "routing_entropy": round(routing_entropy(probs), 5),

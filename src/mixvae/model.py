@@ -18,17 +18,17 @@ and the objectives in :mod:`mixvae.objectives` combine the L_k with the routing.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from torch import nn
 
+from mixvae import objectives
 from mixvae.config import ModelConfig
 from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager, bernoulli_nll, gaussian_nll
-from mixvae import objectives
 
-__all__ = ["MixtureModule", "LossOutput"]
+__all__ = ["LossOutput", "MixtureModule"]
 
 
 @dataclass

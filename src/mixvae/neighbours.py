@@ -14,7 +14,7 @@ import torch
 from mixvae.batches import read_rows
 from mixvae.inference import images_to_tensor
 
-__all__ = ["nearest_neighbours", "cosine_neighbours", "pca_embedding"]
+__all__ = ["cosine_neighbours", "nearest_neighbours", "pca_embedding"]
 
 
 def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tensor:

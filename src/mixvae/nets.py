@@ -7,12 +7,13 @@ adding an expert changes a number, not the code.
 from __future__ import annotations
 
 import math
+from itertools import pairwise
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["ExpertLinear", "ExpertMLP", "ExpertEncoder", "ExpertDecoder", "Manager", "activation"]
+__all__ = ["ExpertDecoder", "ExpertEncoder", "ExpertLinear", "ExpertMLP", "Manager", "activation"]
 
 
 def activation(name: str) -> nn.Module:
@@ -65,7 +66,7 @@ class ExpertMLP(nn.Module):
 
     def __init__(self, n_experts: int, sizes: list[int], act: str, init: str):
         super().__init__()
-        self.layers = nn.ModuleList(ExpertLinear(n_experts, a, b, init) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.layers = nn.ModuleList(ExpertLinear(n_experts, a, b, init) for a, b in pairwise(sizes))
         self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,7 +112,7 @@ class Manager(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         sizes = [input_dim, *hidden]
-        for a, b in zip(sizes[:-1], sizes[1:]):
+        for a, b in pairwise(sizes):
             layers.append(nn.Linear(a, b))
             if batchnorm:
                 layers.append(nn.BatchNorm1d(b))

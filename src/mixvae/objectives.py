@@ -8,7 +8,7 @@ import math
 
 import torch
 
-__all__ = ["moe_loss", "mixture_nelbo", "balance", "neighbour_consistency", "marginal_entropy", "self_label"]
+__all__ = ["balance", "marginal_entropy", "mixture_nelbo", "moe_loss", "neighbour_consistency", "self_label"]
 
 
 def moe_loss(probs: torch.Tensor, nelbo: torch.Tensor) -> torch.Tensor:

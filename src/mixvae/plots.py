@@ -4,12 +4,12 @@ matrix, and training curves. Every function writes a PNG and returns its path.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-__all__ = ["image_grid", "save_grid", "progress_figure", "sample_grid", "confusion_figure", "curves_figure", "usage_figure"]
+__all__ = ["confusion_figure", "curves_figure", "image_grid", "progress_figure", "sample_grid", "save_grid", "usage_figure"]
 
 
 def _plt():
@@ -116,7 +116,7 @@ def curves_figure(records: list[dict], path: Path) -> Path:
     from matplotlib.ticker import MaxNLocator
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=110)
-    panels = (
+    panels: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (
         (("loss", "mixture", "recon", "kl"), "training loss (per image)", {}),
         (("test_acc", "test_nmi", "test_ari"), "test clustering (labels used only to evaluate)", {"marker": "."}),
     )

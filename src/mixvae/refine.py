@@ -16,7 +16,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import ArpackError, eigsh
 
-__all__ = ["Resplit", "resplit_pairs", "split_pair", "pair_cuts"]
+__all__ = ["Resplit", "pair_cuts", "resplit_pairs", "split_pair"]
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,8 @@ Built in (``train.manager_regulariser = "neighbours"``):
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +32,7 @@ from mixvae.inference import predict_proba
 from mixvae.model import LossOutput, MixtureModule
 from mixvae.neighbours import nearest_neighbours
 
-__all__ = ["Regulariser", "NeighbourConsistency", "SelfLabelling", "Schedule", "build_schedule", "self_labels"]
+__all__ = ["NeighbourConsistency", "Regulariser", "Schedule", "SelfLabelling", "build_schedule", "self_labels"]
 
 Log = Callable[[str], None] | None
 Gather = Callable[[torch.Tensor], torch.Tensor] | None

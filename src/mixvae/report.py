@@ -119,9 +119,11 @@ def write_report(run_dir: Path) -> Path:
     title = f"mixvae run {run_dir.resolve().name}"
     parts = [
         f"<h1>{html.escape(title)}</h1>",
-        f'<div class="sub">preset <b>{html.escape(cfg.preset)}</b> · data <b>{html.escape(str(cfg.data))}</b> · '
-        f"K = {K} experts · images {cfg.model.image_shape[0]}×{cfg.model.image_shape[1]} · "
-        f"latent {cfg.model.latent_dim}</div>",
+        (
+            f'<div class="sub">preset <b>{html.escape(cfg.preset)}</b> · data <b>{html.escape(str(cfg.data))}</b> · '
+            f"K = {K} experts · images {cfg.model.image_shape[0]}×{cfg.model.image_shape[1]} · "
+            f"latent {cfg.model.latent_dim}</div>"
+        ),
         _cards(ev, records, K),
     ]
     if ev:
@@ -135,8 +137,8 @@ def write_report(run_dir: Path) -> Path:
         yaml.safe_dump(cfg.to_dict(), sort_keys=True)
     parts += ["<h2>Configuration</h2>",
               f"<pre>{html.escape(config_text)}</pre>",
-              f"<p class='sub'>Repeat this run: <code>mixvae train --config {html.escape(str(run_dir / CONFIG_FILE))}"
-              f" --out NEW</code></p>"]
+              (f"<p class='sub'>Repeat this run: <code>mixvae train --config {html.escape(str(run_dir / CONFIG_FILE))}"
+               f" --out NEW</code></p>")]
     page = (f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
             f'<meta name="viewport" content="width=device-width, initial-scale=1"><style>{_CSS}</style></head>'
             f"<body><main>{''.join(parts)}</main></body></html>\n")

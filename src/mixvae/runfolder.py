@@ -21,14 +21,31 @@ import os
 import shutil
 import socket
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from mixvae.atomic import atomic_write
 
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
 __all__ = [
-    "CONFIG_FILE", "WEIGHTS_FILE", "CHECKPOINT_DIR", "METRICS_FILE", "EVAL_FILE", "REPORT_FILE", "PROGRESS_FILE",
-    "ESTIMATOR_FILE", "LOCK_FILE", "TENSORBOARD_DIR", "RunFolderError", "RunLock", "read_metrics",
-    "write_metrics", "read_eval", "write_eval", "clear_run",
+    "CHECKPOINT_DIR",
+    "CONFIG_FILE",
+    "ESTIMATOR_FILE",
+    "EVAL_FILE",
+    "LOCK_FILE",
+    "METRICS_FILE",
+    "PROGRESS_FILE",
+    "REPORT_FILE",
+    "TENSORBOARD_DIR",
+    "WEIGHTS_FILE",
+    "RunFolderError",
+    "RunLock",
+    "clear_run",
+    "read_eval",
+    "read_metrics",
+    "write_eval",
+    "write_metrics",
 ]
 
 CONFIG_FILE = "config.yaml"
@@ -64,11 +81,11 @@ class RunLock:
         self.path = Path(run_dir) / LOCK_FILE
         self._handle: IO[str] | None = None
 
-    def acquire(self) -> RunLock:
+    def acquire(self) -> Self:
         import fcntl
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = open(self.path, "a+")
+        handle = open(self.path, "a+")  # noqa: SIM115 - the open file is the lock: release() closes it
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -91,7 +108,7 @@ class RunLock:
             self._handle.close()  # closing the file releases the flock
             self._handle = None
 
-    def __enter__(self) -> RunLock:
+    def __enter__(self) -> Self:
         return self.acquire()
 
     def __exit__(self, *exc: object) -> None:

@@ -14,10 +14,10 @@ import json
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,7 +31,7 @@ from mixvae.evaluation import epoch_metrics
 from mixvae.model import LossOutput, MixtureModule
 from mixvae.regularisers import Regulariser, Schedule, build_schedule
 
-__all__ = ["fit", "Trainer", "TrainState", "Runtime", "History", "TrainingError", "make_adam"]
+__all__ = ["History", "Runtime", "TrainState", "Trainer", "TrainingError", "fit", "make_adam"]
 
 Log = Callable[[str], None] | None
 
@@ -205,7 +205,8 @@ class Trainer:
         reg = st.schedule.at(st.epoch)
         extra = reg.start_epoch(self.module, st.epoch, st.step_in_epoch == 0, self.log if self.main else None)
         self._open_bar(len(batches))
-        t0, sums, counted = time.perf_counter(), {}, 0
+        sums: dict[str, float] = {}
+        t0, counted = time.perf_counter(), 0
         for i in range(st.step_in_epoch, len(batches)):
             out, loss = self._step(reg, batches[i])
             for k, v in out.parts().items():

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["EXIT_USAGE", "EXIT_FAILED", "UsageError", "is_user_error"]
+__all__ = ["EXIT_FAILED", "EXIT_USAGE", "UsageError", "is_user_error"]
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1

@@ -9,7 +9,7 @@ from typing import Any
 
 from mixvae.cli.errors import UsageError
 
-__all__ = ["cmd_fetch", "cmd_evaluate", "cmd_sample", "cmd_predict", "cmd_report", "cmd_presets"]
+__all__ = ["cmd_evaluate", "cmd_fetch", "cmd_predict", "cmd_presets", "cmd_report", "cmd_sample"]
 
 
 def cmd_fetch(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def _read_for_predict(path: Path, shape: tuple[int, int]) -> tuple[list[str], An
         images = load(path).images
         names = [f"{path}[{i}]" for i in range(len(images))]
     else:
-        images = read_image(path, tuple(shape))[None]  # (1, H, W), resized to the model's size
+        images = read_image(path, shape)[None]  # (1, H, W), resized to the model's size
         names = [str(path)]
     images = check_images(images, str(path))
     if tuple(images.shape[1:]) != tuple(shape):

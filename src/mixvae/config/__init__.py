@@ -20,7 +20,19 @@ from mixvae.config.resolve import (
 from mixvae.config.schema import ALIASES, ConfigError, ModelConfig, RunConfig, TrainConfig
 
 __all__ = [
-    "ALIASES", "ConfigError", "ConfigFileError", "ModelConfig", "PRESETS", "RunConfig", "TrainConfig",
-    "config_from_dict", "config_from_json", "load_config", "parse_overrides", "preset", "read_config_values",
-    "resolve_config", "save_config",
+    "ALIASES",
+    "PRESETS",
+    "ConfigError",
+    "ConfigFileError",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "config_from_dict",
+    "config_from_json",
+    "load_config",
+    "parse_overrides",
+    "preset",
+    "read_config_values",
+    "resolve_config",
+    "save_config",
 ]

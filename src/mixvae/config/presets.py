@@ -5,7 +5,8 @@ A preset supplies every setting a run does not give itself; ``mixvae presets`` l
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from mixvae.config.schema import ConfigError, ModelConfig, RunConfig, TrainConfig
 
@@ -15,21 +16,21 @@ Overrides = tuple[dict[str, Any], dict[str, Any]]
 
 
 def _seed_preset() -> Overrides:
-    model = dict(
-        latent_dim=10,
-        hidden=(128,),
-        manager_hidden=(128,),
-        activation="sigmoid",
-        manager_activation="sigmoid",
-        likelihood="gaussian",
-        gaussian_std=0.5,
-        min_var=1e-5,
-        init="glorot_uniform",
-        objective="moe",
-        balance="variance",
-        balance_weight=0.1,
-    )
-    train = dict(epochs=100, batch_size=100, lr=1e-3, seed=42)
+    model = {
+        "latent_dim": 10,
+        "hidden": (128,),
+        "manager_hidden": (128,),
+        "activation": "sigmoid",
+        "manager_activation": "sigmoid",
+        "likelihood": "gaussian",
+        "gaussian_std": 0.5,
+        "min_var": 1e-5,
+        "init": "glorot_uniform",
+        "objective": "moe",
+        "balance": "variance",
+        "balance_weight": 0.1,
+    }
+    train = {"epochs": 100, "batch_size": 100, "lr": 1e-3, "seed": 42}
     return model, train
 
 
@@ -38,36 +39,36 @@ def _default_preset() -> Overrides:
     deformed views, then from its own confident routings, where expert pairs that share two kinds
     of image are re-split on the neighbour graph first; each expert, a Bernoulli VAE, learns the
     images routed to it through the mixture ELBO."""
-    model = dict(
-        latent_dim=16,
-        hidden=(256,),
-        manager_hidden=(512, 512),
-        activation="relu",
-        manager_activation="relu",
-        manager_batchnorm=True,
-        likelihood="bernoulli",
-        init="torch",
-        objective="elbo",
-        balance="none",
-        balance_weight=0.0,
-        route_by_loss=False,
-    )
-    train = dict(
-        epochs=8,
-        batch_size=256,
-        lr=1e-3,
-        seed=0,
-        manager_regulariser="neighbours",
-        consistency_weight=1.0,
-        entropy_weight=5.0,
-        n_neighbours=10,
-        neighbour_pca_dims=50,
-        augment=True,
-        self_label_epoch=5,
-        self_label_threshold=0.99,
-        self_label_weight=1.0,
-        resplit_ratio=0.5,
-    )
+    model = {
+        "latent_dim": 16,
+        "hidden": (256,),
+        "manager_hidden": (512, 512),
+        "activation": "relu",
+        "manager_activation": "relu",
+        "manager_batchnorm": True,
+        "likelihood": "bernoulli",
+        "init": "torch",
+        "objective": "elbo",
+        "balance": "none",
+        "balance_weight": 0.0,
+        "route_by_loss": False,
+    }
+    train = {
+        "epochs": 8,
+        "batch_size": 256,
+        "lr": 1e-3,
+        "seed": 0,
+        "manager_regulariser": "neighbours",
+        "consistency_weight": 1.0,
+        "entropy_weight": 5.0,
+        "n_neighbours": 10,
+        "neighbour_pca_dims": 50,
+        "augment": True,
+        "self_label_epoch": 5,
+        "self_label_threshold": 0.99,
+        "self_label_weight": 1.0,
+        "resplit_ratio": 0.5,
+    }
     return model, train
 
 
@@ -79,8 +80,8 @@ def _fashion_preset() -> Overrides:
 
 # name -> (description, factory of (model overrides, train overrides))
 PRESETS: dict[str, tuple[str, Callable[[], Overrides]]] = {
-    "default": ("the best preset: neighbour-consistent routing of deformed views, self-labelling with "
-                "re-splits of merged expert pairs, Bernoulli VAE experts",
+    "default": (("the best preset: neighbour-consistent routing of deformed views, self-labelling with "
+                 "re-splits of merged expert pairs, Bernoulli VAE experts"),
                 _default_preset),
     "fashion": ("'default' with mirrored views, for Fashion-MNIST and other data without a handedness",
                 _fashion_preset),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,16 @@ from mixvae.config.presets import PRESETS, preset
 from mixvae.config.schema import ConfigError, ModelConfig, RunConfig, check_positive_int, update_section
 from mixvae.runfolder import CONFIG_FILE
 
-__all__ = ["config_from_dict", "parse_overrides", "read_config_values", "load_config", "save_config",
-           "resolve_config", "ConfigFileError", "config_from_json"]
+__all__ = [
+    "ConfigFileError",
+    "config_from_dict",
+    "config_from_json",
+    "load_config",
+    "parse_overrides",
+    "read_config_values",
+    "resolve_config",
+    "save_config",
+]
 
 SECTIONS = ("preset", "data", "image_size", "model", "train")
 
@@ -101,7 +110,10 @@ def read_config_values(path: Path | str) -> dict[str, Any]:
     try:
         text = path.read_text()
         if path.suffix == ".toml":
-            import tomllib
+            if sys.version_info >= (3, 11):
+                import tomllib
+            else:  # tomllib is new in 3.11; tomli is the same parser, a dependency on 3.10 only
+                import tomli as tomllib
 
             d = tomllib.loads(text)
         else:

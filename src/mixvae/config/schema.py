@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["ModelConfig", "TrainConfig", "RunConfig", "ConfigError", "update_section", "ALIASES", "check_positive_int"]
+__all__ = ["ALIASES", "ConfigError", "ModelConfig", "RunConfig", "TrainConfig", "check_positive_int", "update_section"]
 
 ACTIVATIONS = ("sigmoid", "relu", "elu", "gelu", "tanh")
 LIKELIHOODS = ("gaussian", "bernoulli")
