@@ -122,7 +122,8 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError("X has 1 sample; a mixture of experts needs at least n_components images.")
         images = _as_images(X)
         if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool):
-            raise ValueError(f"n_components={self.n_components!r} is invalid: expected an integer >= 1.")
+            raise ValueError(  # noqa: TRY004 - scikit-learn raises ValueError for a bad parameter
+                f"n_components={self.n_components!r} is invalid: expected an integer >= 1.")
         if len(images) < self.n_components:
             raise ValueError(f"X has {len(images)} images, fewer than n_components={self.n_components}.")
         shape = (int(images.shape[1]), int(images.shape[2]))
@@ -274,10 +275,10 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             with safe_open(str(file), framework="pt") as f:
                 header = f.metadata() or {}
                 meta = json.loads(header["estimator"]) if "estimator" in header else _run_meta(header["config"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not iterable
         except (KeyError, json.JSONDecodeError):
             raise ValueError(f"{file} was not written by MixtureVAE.save or mixvae train (no configuration).") from None
-        except Exception as e:  # safetensors raises several kinds for a corrupt file
+        except Exception as e:  # noqa: BLE001 - safetensors raises several kinds for a corrupt file
             raise ValueError(f"{file} is corrupt or truncated ({str(e).splitlines()[0]}).") from None
         params = meta["params"]
         if device is not None:
@@ -292,7 +293,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         est.module_ = module.to(est._device()).eval()
         est.config_ = cfg
         est.history_ = meta.get("history", [])
-        est.image_shape_ = tuple(cfg.model.image_shape)
+        est.image_shape_ = cfg.model.image_shape
         est.n_features_in_ = est.image_shape_[0] * est.image_shape_[1]
         if meta.get("weights"):
             est.weights_ = np.asarray(meta["weights"], dtype=np.float64)
@@ -328,7 +329,7 @@ def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
             raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
         if flat_shape is not None and D == flat_shape[0] * flat_shape[1]:
             X = X.reshape(X.shape[0], *flat_shape)
-        elif int(round(D**0.5)) ** 2 != D:
+        elif round(D**0.5) ** 2 != D:
             X = X.reshape(X.shape[0], 1, D)  # a flat vector that is not a square image
     try:
         return check_images(X, "X")
