@@ -1,6 +1,7 @@
 """Never lose a run: exact resume from the command line, a run killed mid-epoch resumes, a corrupt
-newest checkpoint falls back to the one before, a diverging run stops before saving a bad step, and
-a checkpoint that would run code is refused."""
+newest checkpoint falls back to the one before, a diverging run stops before saving a bad step (naming
+the step, what became non-finite and, with anomaly detection, the operation), and a checkpoint that
+would run code is refused."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ import torch
 
 from mixvae import checkpoint as ckpt
 from mixvae.cli import main
-from mixvae.model import MixtureModule
+from mixvae.model import LossOutput, MixtureModule
 from mixvae.train import Runtime, TrainingError, fit
 
 from conftest import blobs
@@ -193,3 +195,61 @@ def test_non_finite_gradients_are_never_applied(tmp_path: Path, monkeypatch: pyt
     saved = sorted((tmp_path / "checkpoints").glob("step-*.pt"))
     assert [ckpt.load_checkpoint(p)["step"] for p in saved] == [1, 2]
     assert all(torch.isfinite(v).all() for v in ckpt.load_checkpoint(saved[-1])["model"].values())
+
+
+def test_a_step_that_makes_the_parameters_infinite_is_named(tmp_path: Path) -> None:
+    """Adam's first step moves each weight by about lr: lr = 1e39 takes finite weights, a finite
+    loss and finite gradients beyond float32's largest number (3.4e38) in step 1."""
+    x, _ = blobs(n_per=25, k=4)  # 5 steps of 20
+    cfg = blob_config(epochs=1, batch_size=20, lr=1e39, checkpoint_every=1)
+    with pytest.raises(TrainingError, match=r"^the parameters became NaN or infinite at epoch 1, step 1 "
+                                            r"\(global step 1\)"):
+        fit(cfg, x, run_dir=tmp_path, log=None, runtime=Runtime(progress=False))
+    assert ckpt.latest_checkpoint(tmp_path) is None  # the bad step was never saved
+
+
+def poison_gradients(monkeypatch: pytest.MonkeyPatch, from_call: int = 3) -> list[int]:
+    """From the ``from_call``-th forward call on, add 0 * sqrt(p - p) to the loss: the loss stays
+    finite, but SqrtBackward0 computes 0 / (2 sqrt(0)) = NaN for the first parameter p. Returns
+    the list that counts the calls (clear it to start again)."""
+    forward, calls = MixtureModule.forward, []
+
+    def poisoned(self: MixtureModule, *args: Any, **kwargs: Any) -> LossOutput:
+        out = forward(self, *args, **kwargs)
+        calls.append(1)
+        if len(calls) >= from_call:
+            p = next(self.parameters())
+            out = dataclasses.replace(out, loss=out.loss + (torch.sqrt(p - p.detach()) * 0).sum())
+        return out
+
+    monkeypatch.setattr(MixtureModule, "forward", poisoned)
+    return calls
+
+
+def test_detect_anomaly_names_the_operation(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = poison_gradients(monkeypatch)
+    x, _ = blobs(n_per=25, k=4)
+    cfg = blob_config(epochs=1, batch_size=20)
+    with pytest.raises(TrainingError, match=r"^the gradients became NaN or infinite at epoch 1, step 3 "):
+        fit(cfg, x, log=None, runtime=Runtime(progress=False))  # without: only that the gradients are bad
+    calls.clear()
+    named = r"^at epoch 1, step 3 \(global step 3\): Function 'SqrtBackward0' returned nan values"
+    with pytest.warns(UserWarning, match="Error detected in SqrtBackward0"), pytest.raises(TrainingError, match=named):
+        fit(cfg, x, log=None, runtime=Runtime(progress=False, detect_anomaly=True))  # torch warns with the traceback
+    assert not torch.is_anomaly_enabled()  # switched off again after training
+
+
+def test_cli_detect_anomaly_names_the_operation(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    poison_gradients(monkeypatch)
+    argv = ["train", "--data", str(data), "--out", str(tmp_path / "run"), *TINY, "--epochs", "1", "--detect-anomaly",
+            "--set", "train.checkpoint_every=1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("mixvae: error: ")]
+    assert len(errors) == 1, err
+    assert re.fullmatch(r"mixvae: error: at epoch 1, step 3 \(global step 3\): "
+                        r"Function 'SqrtBackward0' returned nan values in its 0th output\.", errors[0]), err
+    assert "Traceback (most recent call last)" not in err and 'File "' not in err
+    saved = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
+    assert [ckpt.load_checkpoint(p)["step"] for p in saved] == [1, 2]  # the steps before the bad one

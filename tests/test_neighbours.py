@@ -1,0 +1,51 @@
+"""The neighbour graph equals scikit-learn's: PCA of the pixels, then the exact cosine nearest
+neighbours of each image, nearest first, itself excluded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.decomposition import PCA
+from sklearn.neighbors import NearestNeighbors
+
+from mixvae.neighbours import cosine_neighbours, nearest_neighbours, pca_embedding
+
+from conftest import blobs
+
+
+def sklearn_cosine_neighbours(e: np.ndarray, k: int) -> np.ndarray:
+    """Each row's k most cosine-similar other rows, nearest first (kneighbors without X leaves the
+    row itself out)."""
+    return NearestNeighbors(n_neighbors=k, metric="cosine", algorithm="brute").fit(e).kneighbors()[1]
+
+
+@pytest.mark.parametrize("chunk", [2048, 7])  # one block, and blocks that do not divide N
+def test_cosine_neighbours_equal_scikit_learn(chunk: int) -> None:
+    e = np.random.default_rng(0).normal(size=(150, 6))
+    got = cosine_neighbours(torch.from_numpy(e), 5, chunk)
+    assert got.dtype == torch.long and got.shape == (150, 5)
+    np.testing.assert_array_equal(got.numpy(), sklearn_cosine_neighbours(e, 5))
+
+
+def test_cosine_neighbours_rank_by_angle_not_length() -> None:
+    """Row 0's nearest by angle is row 2 (a long vector at 10 degrees), then row 1 (20 degrees)."""
+    angle = np.deg2rad([0.0, 20.0, 10.0, 90.0])
+    length = np.array([1.0, 1.0, 50.0, 1.0])
+    e = torch.from_numpy(np.stack([np.cos(angle), np.sin(angle)], 1) * length[:, None])
+    assert cosine_neighbours(e, 3)[0].tolist() == [2, 1, 3]
+
+
+def test_pca_embedding_equals_scikit_learn_up_to_sign() -> None:
+    x, _ = blobs(n_per=30, k=4)
+    got = pca_embedding(x, dims=5).numpy()
+    want = PCA(n_components=5, svd_solver="full").fit_transform(x.reshape(len(x), -1) / 255.0)
+    sign = np.sign((got * want).sum(0))  # each axis is defined up to its sign
+    np.testing.assert_allclose(got * sign, want, atol=1e-4)
+
+
+def test_nearest_neighbours_are_pca_then_cosine() -> None:
+    x, _ = blobs(n_per=30, k=4)
+    got = nearest_neighbours(x, 4, dims=8).numpy()
+    emb = pca_embedding(x, dims=8).numpy().astype(np.float64)
+    np.testing.assert_array_equal(got, sklearn_cosine_neighbours(emb, 4))
