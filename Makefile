@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEMO   := runs/demo
 
-.PHONY: demo test lint install clean bench-quality bench-speed
+.PHONY: demo test test-slow lint install clean bench-quality bench-speed
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,10 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# the slow tests: clustering quality on a real MNIST subset (fetches MNIST on first use)
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info .mypy_cache .ruff_cache

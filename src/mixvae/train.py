@@ -241,11 +241,14 @@ class Trainer:
                                 f"try a lower learning rate or --detect-anomaly")
         st.optimizer.zero_grad(set_to_none=True)
         try:
-            loss.backward()
+            with warnings.catch_warnings():  # anomaly mode warns of a forward traceback that we do not print
+                warnings.filterwarnings("ignore", message="Error detected in")
+                loss.backward()
         except RuntimeError as e:  # --detect-anomaly names the operation that made NaN
             if not self.runtime.detect_anomaly:
                 raise
-            raise TrainingError(f"{where}: {str(e).splitlines()[0]}") from None
+            raise TrainingError(f"the gradients became NaN or infinite {where}: {str(e).splitlines()[0].rstrip('.')}; "
+                                f"the last good checkpoint is kept") from None
         _check_finite("gradients", [p.grad for p in self.module.parameters() if p.grad is not None], where)
         st.optimizer.step()
         _check_finite("parameters", list(self.module.parameters()), where)
