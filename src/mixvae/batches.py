@@ -44,7 +44,7 @@ class BatchSource:
         self.rank, self.world = rank, world
         self.n = len(images)
         # a memory map (or any array-like that reads on access) stays on disk; batches read their rows
-        self.in_memory = torch.is_tensor(images) or type(images) is np.ndarray
+        self.in_memory = torch.is_tensor(images) or (type(images) is np.ndarray and images.flags.writeable)
         self.images = torch.as_tensor(images) if self.in_memory else images
         self.per_rank = cfg.train.batch_size // world
         # the sampler reads only len() of its dataset: the range stands for the images

@@ -22,7 +22,11 @@ Device = str | torch.device
 def images_to_tensor(images: Any, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """uint8 images (N, H, W) -> float32 (n, H*W) in [0, 1] for rows start:stop."""
     part = images[start:stop]
-    t = part if torch.is_tensor(part) else torch.as_tensor(np.asarray(part))
+    if not torch.is_tensor(part):
+        part = np.asarray(part)
+        if not part.flags.writeable:  # a read-only memory map: torch warns about sharing it, so copy the rows
+            part = part.copy()
+    t = torch.as_tensor(part)
     return t.reshape(t.shape[0], -1).float().div_(255.0)
 
 

@@ -18,8 +18,8 @@ Built in (``train.manager_regulariser = "neighbours"``):
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -30,7 +30,7 @@ from mixvae.batches import BatchSource
 from mixvae.config import RunConfig
 from mixvae.inference import predict_proba
 from mixvae.model import LossOutput, MixtureModule
-from mixvae.neighbours import nearest_neighbours
+from mixvae.neighbours import neighbour_graph
 
 __all__ = ["NeighbourConsistency", "Regulariser", "Schedule", "SelfLabelling", "build_schedule", "self_labels"]
 
@@ -154,16 +154,16 @@ class Schedule:
             reg.load_state_dict(state)
 
 
-def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, log: Log = None) -> Schedule:
-    """The configured regularisers; builds the neighbour graph they share (once per call)."""
+def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, log: Log = None,
+                   run_dir: Path | None = None) -> Schedule:
+    """The configured regularisers, and the neighbour graph they share (built once per run and
+    kept in ``run_dir``; see :func:`mixvae.neighbours.neighbour_graph`)."""
     tc, n = cfg.train, source.n
     if tc.manager_regulariser == "none" or n < 2:
         return Schedule()
-    t0 = time.perf_counter()
     k = min(tc.n_neighbours, n - 1)  # a tiny dataset has fewer neighbours to offer
-    graph = nearest_neighbours(source.images, k, tc.neighbour_pca_dims)
-    if log:
-        log(f"found {k} nearest neighbours of {n} images in {time.perf_counter() - t0:.1f}s")
+    graph = neighbour_graph(source.images, k, tc.neighbour_pca_dims, tc.neighbour_search, run_dir, source.rank,
+                            source.world, log)
     start = tc.regulariser_warmup_epochs
     phases: list[tuple[int, Regulariser]] = [
         (start, NeighbourConsistency(source, graph, tc.consistency_weight, tc.entropy_weight, gather))]

@@ -5,6 +5,7 @@ A run folder holds::
     config.yaml          the resolved configuration (repeat the run with --config RUN/config.yaml)
     model.safetensors    the latest weights, with the configuration in the header
     checkpoints/         step-XXXXXXXX.pt: everything needed to resume exactly
+    neighbours.npy       the neighbour graph of the training images (and neighbours.json: its origin)
     metrics.jsonl        one JSON record per finished epoch
     eval.json            the evaluation written by ``mixvae evaluate``
     report.html          the page written by ``mixvae report``
@@ -58,6 +59,8 @@ PROGRESS_FILE = "progress.png"
 ESTIMATOR_FILE = "estimator.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
+NEIGHBOURS_FILE = "neighbours.npy"  # the neighbour graph of the training images, built once per run
+NEIGHBOURS_META = "neighbours.json"  # what it was built from, and its checksum
 
 
 class RunFolderError(ValueError):
@@ -140,7 +143,8 @@ def write_eval(run_dir: Path | str, result: dict[str, Any]) -> None:
 
 
 # what a run writes (everything but the lock), removed when a run folder is overwritten
-_RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE)
+_RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE,
+              NEIGHBOURS_FILE, NEIGHBOURS_META)
 
 
 def clear_run(run_dir: Path | str) -> None:

@@ -171,7 +171,8 @@ class Trainer:
         """Train to ``cfg.train.epochs`` (or ``runtime.max_steps``); return (module, history)."""
         if resume and self.run_dir is not None:
             self._restore()
-        self.state.schedule = build_schedule(self.cfg, self.source, self.gather, self.log if self.main else None)
+        self.state.schedule = build_schedule(self.cfg, self.source, self.gather, self.log if self.main else None,
+                                             self.run_dir)
         if resume and self.run_dir is not None:  # the regulariser's own state, now that it exists
             self.state.schedule.load_state_dict(self.resumed)
         self.module.train()

@@ -18,6 +18,7 @@ OBJECTIVES = ("moe", "elbo")
 BALANCES = ("variance", "cv2", "kl", "none")
 INITS = ("glorot_uniform", "torch")
 REGULARISERS = ("none", "neighbours")
+NEIGHBOUR_SEARCHES = ("auto", "exact", "approximate")
 
 
 class ConfigError(ValueError):
@@ -136,6 +137,8 @@ class TrainConfig:
     entropy_weight: float = 1.0
     n_neighbours: int = 10
     neighbour_pca_dims: int = 50
+    # "auto": exact up to 100,000 images, approximate (faiss) above; see mixvae.neighbours
+    neighbour_search: str = "auto"
     regulariser_warmup_epochs: int = 0  # the regulariser is off for this many epochs
     augment: bool = False  # the regulariser compares random affine views (rotation, zoom, shift)
     augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
@@ -160,6 +163,8 @@ class TrainConfig:
             _check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
         check_positive_int("n_neighbours", self.n_neighbours)
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
+        _check(self.neighbour_search in NEIGHBOUR_SEARCHES, "neighbour_search", self.neighbour_search,
+               f"one of {NEIGHBOUR_SEARCHES}")
         _check(isinstance(self.regulariser_warmup_epochs, int) and self.regulariser_warmup_epochs >= 0,
                "regulariser_warmup_epochs", self.regulariser_warmup_epochs, "an integer >= 0")
         _check(isinstance(self.self_label_epoch, int) and self.self_label_epoch >= 0, "self_label_epoch",

@@ -179,8 +179,34 @@ def open_npz(path: Path) -> Any:
     return archive
 
 
+# an archive is refused when its arrays would take more than this share of the available memory
+NPZ_MEMORY_SHARE = 0.5
+
+
+def check_npz_fits(path: Path) -> None:
+    """DataError naming the size and the way out when ``path``'s arrays, once read (and, for a
+    compressed archive, inflated), would not fit in the memory available now."""
+    import zipfile
+
+    from mixvae.memory import available_memory, format_bytes
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            inflated = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError):
+        return  # not a zip archive: reading it gives the usual one-line error
+    free = available_memory()
+    if free is not None and inflated > NPZ_MEMORY_SHARE * free:
+        raise DataError(
+            f"{path} holds {format_bytes(inflated)} of arrays once read ({format_bytes(path.stat().st_size)} on "
+            f"disk), more than half of the {format_bytes(free)} of memory available; save the images as an "
+            "uncompressed .npy file (np.save('images.npy', x)), which mixvae reads from disk as a memory map."
+        )
+
+
 def load_npz(path: Path) -> dict[str, Split]:
     """The splits of a ``.npz`` archive, by one of the key styles in ``_NPZ_STYLES``."""
+    check_npz_fits(path)
     with open_npz(path) as archive:
         try:
             return _npz_splits(path, archive)
