@@ -136,3 +136,14 @@ def test_self_label_without_targets_is_a_zero_that_keeps_the_graph():
     assert out.item() == 0.0
     out.backward()
     assert logits.grad is not None and torch.count_nonzero(logits.grad) == 0
+
+
+def test_cv2_guard_against_an_empty_batch_never_raises_the_ratio():
+    """The 1e-10 only keeps an empty batch finite: with a small mean load (one image, 1,000
+    experts: mean load 1e-3) cv2 stays at most var / mean^2 and within 1e-3 of it."""
+    logits = torch.randn(1, 1000, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    p = softmax(logits.numpy())
+    exact = balance_reference(p, "cv2")
+    got = float(balance(torch.from_numpy(p), "cv2"))
+    assert got <= exact and got == pytest.approx(exact, rel=1e-3)
+    assert float(balance(torch.zeros(0, 3, dtype=torch.float64), "cv2")) == 0.0
