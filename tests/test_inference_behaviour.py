@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -73,3 +75,23 @@ def test_stop_bounds_the_first_images_only():
     whole = log_likelihood(m, a, 5)
     assert whole.dtype == np.float64 and whole.shape == (9,)
     np.testing.assert_allclose(log_likelihood(m, a, 5, stop=4), log_likelihood(m, a[:4], 5))
+
+
+def test_a_read_only_array_is_read_without_a_warning_and_a_tensor_is_used_where_it_lives():
+    a = images()
+    a.setflags(write=False)  # as a read-only memory map is
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # torch warns when it shares a read-only array
+        t = images_to_tensor(a, 2, 6)
+    np.testing.assert_allclose(t.numpy(), a[2:6].reshape(4, -1) / 255.0, rtol=1e-6)
+    writable = images()
+    images_to_tensor(writable)[0, 0] = 7.0  # the result is a new float tensor: the images are not changed
+    assert np.array_equal(writable, images())
+    on_meta = torch.zeros(5, 3, 4, dtype=torch.uint8, device="meta")  # meta stands in for a GPU: no numpy copy
+    t = images_to_tensor(on_meta, 1)
+    assert t.device.type == "meta" and t.shape == (4, 12) and t.dtype == torch.float32
+
+
+def test_batches_go_to_the_device_asked_for():
+    got = list(batches(images(), 10, device="meta"))
+    assert [b.device.type for b in got] == ["meta"] * 3 and [len(b) for b in got] == [10, 10, 3]

@@ -56,7 +56,7 @@ def test_accuracy_counts_unused_clusters_and_refuses_no_samples():
     y = np.array([0, 1, 2, 2])
     assert cluster_accuracy(y, np.array([0, 1, 2, 2]), n_clusters=6) == 1.0
     assert cluster_accuracy(y, np.array([4, 4, 1, 1])) == 0.75  # clusters 0, 2, 3 unused
-    with pytest.raises(ValueError, match="at least one sample"):
+    with pytest.raises(ValueError, match=r"^cluster_accuracy needs at least one sample$"):
         cluster_accuracy(np.array([], int), np.array([], int))
 
 
@@ -104,6 +104,11 @@ def test_report_every_field_against_an_independent_calculation():
     assert rep["purity"][2] == 0.0
     assert rep["matched_class"] == match_clusters(table).tolist()
     assert all(type(v) is int for v in rep["matched_class"])
+
+
+def test_an_expert_with_one_image_is_used():
+    probs = np.array([[0.9, 0.1, 0.0], [0.8, 0.2, 0.0], [0.1, 0.2, 0.7]])
+    assert clustering_report(None, probs)["experts_used"] == 2
 
 
 def test_report_rounds_to_five_places_and_keeps_a_missing_last_class():

@@ -78,3 +78,14 @@ def test_likelihoods_equal_torch_distributions():
                                         ("gelu", torch.nn.GELU), ("tanh", torch.nn.Tanh)])
 def test_activations_by_name(name, kind):
     assert type(activation(name)) is kind
+
+
+def test_the_default_init_is_glorot_and_torchs_fills_both_signs():
+    torch.manual_seed(0)
+    layer = ExpertLinear(2, 100, 50)
+    assert torch.all(layer.bias == 0) and layer.weight.abs().max() <= math.sqrt(6 / 150)
+    layer.reset_parameters("torch")
+    bias = layer.bias.detach()
+    assert bias.min() < -0.05 and bias.max() > 0.05 and bias.abs().max() <= 0.1  # U(-1/sqrt(100), 1/sqrt(100))
+    layer.reset_parameters()  # the default again
+    assert torch.all(layer.bias == 0) and layer.weight.abs().max() <= math.sqrt(6 / 150)
