@@ -42,9 +42,11 @@ def main() -> int:
     p.add_argument("--runs", type=Path, required=True, help="folder for the two run folders")
     p.add_argument("--iw", type=int, default=1000, help="importance samples per expert")
     p.add_argument("--iw-images", type=int, default=1000, help="first N test images")
+    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="which runs")
     args = p.parse_args()
     out: dict[str, object] = {"command": "python " + " ".join(sys.argv), "machine": machine(), "runs": {}}
-    for name, flags in VARIANTS.items():
+    for name in args.variants:
+        flags = VARIANTS[name]
         run = args.runs / name
         train = ["train", *flags, "--out", str(run), "--quiet"]
         if not (run / WEIGHTS_FILE).exists():

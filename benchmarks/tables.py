@@ -1,0 +1,431 @@
+"""The numbers README.md and BENCHMARKS.md quote, computed from the committed result files.
+
+Every quoted figure sits between two markers that name where it comes from::
+
+    <!-- value: mnist.acc -->0.9719 +/- 0.0031<!-- end -->          a number or phrase in prose
+    <!-- table: mnist-per-seed -->                                    a whole table
+    | seed | ... |
+    <!-- end -->
+
+    python benchmarks/tables.py            rewrite every marked place from benchmarks/results/
+    python benchmarks/tables.py --check    list the places that differ, exit 1 if any
+
+``tests/test_numbers.py`` runs the check, so a quoted figure cannot drift from its result file.
+Headlines are the mean over every seed that ran, with the sample standard deviation (ddof=1) and
+the worst seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+DOCS = (ROOT / "README.md", ROOT / "BENCHMARKS.md")
+MARK = re.compile(r"<!-- (value|table): ([\w.-]+) -->(.*?)<!-- end -->", re.DOTALL)
+
+MNIST_FILES = ("quality-mnist-default.json", "quality-mnist-default-seeds5-9.json")
+FASHION_FILE = "quality-fashion-mnist-fashion.json"
+FASHION_VARIANTS = (
+    ("quality-fashion-mnist-fashion-sl3e10.json",
+     ("`fashion` with self-labelling and re-splits from epoch 4, 10 epochs (`--set train.self_label_epoch=3 "
+      "--set train.epochs=10 --tag sl3e10`)")),
+    ("quality-fashion-mnist-default.json", "the `default` preset itself (no mirrored views; `--preset default`)"),
+    ("quality-fashion-mnist-fashion-k5.json",
+     "`fashion` with 5 nearest neighbours instead of 10 (`--set train.n_neighbours=5 --tag k5`)"),
+)
+
+
+def load(name: str) -> dict[str, Any]:
+    return json.loads((RESULTS / name).read_text())
+
+
+def runs(*names: str) -> list[dict[str, Any]]:
+    return sorted((r for name in names for r in load(name)["runs"]), key=lambda r: r["seed"])
+
+
+def spread(values: Sequence[float], digits: int = 4) -> str:
+    """mean +/- sample std (ddof=1); the mean alone for one value."""
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{statistics.mean(values):.{digits}f} +/- {statistics.stdev(values):.{digits}f}"
+
+
+def first_epoch(accs: Sequence[float], level: float) -> int | None:
+    """The first epoch (1-based) whose test accuracy reaches ``level``."""
+    return next((i + 1 for i, a in enumerate(accs) if a >= level), None)
+
+
+def row(*cells: object) -> str:
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    lines = [row(*header), row(*("---" for _ in header)), *(row(*r) for r in rows)]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ MNIST, default preset
+def mnist_values() -> dict[str, str]:
+    rs = runs(*MNIST_FILES)
+    acc = [r["acc"] for r in rs]
+    gen = [r["generation"]["mean"] for r in rs]
+    worst = min(rs, key=lambda r: r["acc"])
+    reach = [first_epoch(r["acc_per_epoch"], 0.95) for r in rs]
+    reach96 = [first_epoch(r["acc_per_epoch"], 0.96) for r in rs]
+    seconds95 = [seconds_to(r, e) if e else None for r, e in zip(rs, reach)]
+    kmeans = load(MNIST_FILES[0])["kmeans"]
+    return {
+        "mnist.seeds": str(len(rs)),
+        "mnist.acc": spread(acc),
+        "mnist.acc3": spread(acc, 3),
+        "mnist.worst": f"{worst['acc']:.4f} (seed {worst['seed']})",
+        "mnist.worst3": f"{worst['acc']:.3f}",
+        "mnist.nmi3": spread([r["nmi"] for r in rs], 3),
+        "mnist.ari3": spread([r["ari"] for r in rs], 3),
+        "mnist.best": f"{max(acc):.4f}",
+        "mnist.generation": spread(gen, 3),
+        "mnist.generation.worst": f"{min(gen):.3f}",
+        "mnist.covered": "10 of 10 in every seed" if all(r["generation"]["classes_covered"] == 10 for r in rs)
+        else ", ".join(str(r["generation"]["classes_covered"]) for r in rs),
+        "mnist.repaired": f"{sum(1 for r in rs if r['resplits'])} of {len(rs)}",
+        "mnist.reach95.median": f"epoch {statistics.median(e for e in reach if e):g}",
+        "mnist.reach95.worst": f"epoch {max(e for e in reach if e)}",
+        "mnist.reach95.seconds": f"{statistics.median(t for t in seconds95 if t):.0f} s (median) and "
+                                 f"{max(t for t in seconds95 if t):.0f} s (worst)",
+        "mnist.reach95.within5": f"{sum(1 for t in seconds95 if t and t <= 300)} of {len(rs)}",
+        "mnist.reach95.verdict": "met by the median seed" if statistics.median(t for t in seconds95 if t) <= 300
+        else "missed by the median seed",
+        "mnist.reach96.count": f"{sum(1 for e in reach96 if e and e <= 3)} of {len(rs)}",
+        "mnist.kmeans3": f"{kmeans['acc']:.3f}",
+        "mnist.setup_seconds": f"{statistics.median(seconds_to(r, 0) for r in rs):.0f} s",
+        "mnist.median_minutes": f"{statistics.median(r['seconds'] for r in rs) / 60:.1f} minutes",
+    }
+
+
+def seconds_to(r: dict[str, Any], epoch: int) -> float:
+    """Seconds from the start of a run to the end of ``epoch``: its set-up time (mostly the neighbour
+    search), then ``epoch`` times its mean seconds per epoch (the result files keep no per-epoch times)."""
+    setup = r["seconds"] - r["epochs"] * r["seconds_per_epoch"]
+    return float(setup + epoch * r["seconds_per_epoch"])
+
+
+def mnist_summary() -> str:
+    rs = runs(*MNIST_FILES)
+    kmeans = load(MNIST_FILES[0])["kmeans"]
+    seed = load("quality-mnist-seed.json")["runs"][0]
+    worst = min(r["acc"] for r in rs)
+    return table(
+        ["model", "seeds", "test ACC, mean +/- sample std", "worst seed", "NMI", "ARI", "experts used",
+         "median wall time per run"],
+        [["mixvae `default` preset (8 epochs)", len(rs), f"**{spread([r['acc'] for r in rs])}**", f"{worst:.4f}",
+          spread([r["nmi"] for r in rs]), spread([r["ari"] for r in rs]),
+          "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
+          f"{statistics.median(r['seconds'] for r in rs):.0f} s"],
+         [f"mixvae `seed` preset (the post's model, {seed['epochs']} epochs)", 1, f"{seed['acc']:.4f}", "-",
+          f"{seed['nmi']:.4f}", f"{seed['ari']:.4f}", f"{seed['experts_used']}/10", f"{seed['seconds']:.0f} s"],
+         ["k-means on raw pixels (scikit-learn, n_init=10; same script)", "-", f"{kmeans['acc']:.4f}", "-",
+          f"{kmeans['nmi']:.4f}", f"{kmeans['ari']:.4f}", "-", f"{kmeans['seconds']:.0f} s"]])
+
+
+def mnist_per_seed() -> str:
+    rows = []
+    for r in runs(*MNIST_FILES):
+        rows.append([r["seed"], f"{r['acc_per_epoch'][4]:.4f}", r["resplits"], f"{r['acc']:.4f}", f"{r['nmi']:.4f}",
+                     f"{r['ari']:.4f}", f"{r['generation']['mean']:.3f}", r["generation"]["classes_covered"],
+                     f"{r['seconds']:.0f}"])
+    return table(["seed", "ACC after epoch 5 (before any repair)", "re-splits", "final ACC", "NMI", "ARI",
+                  "generation accuracy", "digits covered", "seconds"], rows)
+
+
+def mnist_time_to_accuracy() -> str:
+    rows = []
+    for r in runs(*MNIST_FILES):
+        e95 = first_epoch(r["acc_per_epoch"], 0.95)
+        rows.append([r["seed"], e95 or "never", first_epoch(r["acc_per_epoch"], 0.96) or "never",
+                     f"{seconds_to(r, e95):.0f}" if e95 else "-",
+                     " ".join(f"{a:.3f}" for a in r["acc_per_epoch"])])
+    return table(["seed", "first epoch >= 0.95", "first epoch >= 0.96", "about seconds to 0.95",
+                  "test ACC after each epoch"], rows)
+
+
+def no_repair_values() -> dict[str, str]:
+    """The same script and preset before the re-split repair existed (seeds 0-4)."""
+    rs = runs("quality-mnist-default-no-resplit.json")
+    stuck = [r for r in rs if r["seed"] in (2, 4)]
+    ranges = " and ".join(f"{min(r['acc_per_epoch'][2:]):.3f} to {max(r['acc_per_epoch'][2:]):.3f}" for r in stuck)
+    repaired = {r["seed"]: r for r in runs(MNIST_FILES[0])}
+    return {
+        "norepair.ranges": ranges,
+        "norepair.final": " and ".join(f"{r['acc']:.4f}" for r in stuck),
+        "norepair.mean": spread([r["acc"] for r in rs]),
+        "norepair.same": "to four decimals" if all(
+            abs(r["acc"] - repaired[r["seed"]]["acc"]) < 5e-5 for r in rs if r["seed"] not in (2, 4)) else "NOT",
+        "repair.jump": ", ".join(f"seed {s}: {repaired[s]['acc_per_epoch'][4]:.3f} -> {repaired[s]['acc_per_epoch'][5]:.3f}"
+                                 for s in (2, 4)),
+        "repair.before_after": ", ".join(f"{r['acc']:.4f} -> {repaired[r['seed']]['acc']:.4f}" for r in stuck),
+    }
+
+
+def _verdict(pair: dict[str, Any]) -> str:
+    return "accepted" if pair["accepted_at_0.5"] else "rejected"
+
+
+def pair_cuts() -> str:
+    rows = []
+    for run, pairs in load("pair_cuts.json").items():
+        a, b = pairs[0], pairs[1]
+        rows.append([f"`{run}`", f"{a['edge_share']:.4f}",
+                     f"{a['ncut_before']:.3f} -> {a['ncut_after']:.3f} ({_verdict(a)})",
+                     f"{a['train_acc_before']:.4f} -> {a['train_acc_after']:.4f}",
+                     f"{b['ncut_before']:.3f} -> {b['ncut_after']:.3f} ({_verdict(b)})"])
+    return table(["run (no repair)", "most joined pair: share of its neighbour edges between the two",
+                  "normalised cut now -> after the spectral re-split", "training ACC before -> after",
+                  "next most joined pair: cut now -> after"], rows)
+
+
+# ------------------------------------------------------------------ Fashion-MNIST
+def fashion_values() -> dict[str, str]:
+    rs = runs(FASHION_FILE)
+    plateau = [a for r in rs for a in r["acc_per_epoch"][1:5]]
+    resplits = [r["resplits"] for r in rs]
+    return {
+        "fashion.acc": spread([r["acc"] for r in rs]),
+        "fashion.acc3": spread([r["acc"] for r in rs], 3),
+        "fashion.kmeans3": f"{load(FASHION_FILE)['kmeans']['acc']:.3f}",
+        "fashion.miss": f"{0.65 - statistics.mean(r['acc'] for r in rs):.4f}",
+        "fashion.plateau": f"{min(plateau):.2f} to {max(plateau):.2f}",
+        "fashion.resplits": f"{min(resplits)} to {max(resplits)}",
+        "fashion.seed0": f"{rs[0]['acc']:.4f}",
+        "fashion.after5": " and ".join(f"{r['acc_per_epoch'][4]:.3f}" for r in rs[1:]),
+        "fashion.final12": " and ".join(f"{r['acc']:.3f}" for r in rs[1:]),
+    }
+
+
+def neighbour_values() -> dict[str, str]:
+    """Share of an image's nearest neighbours that share its class (benchmarks/neighbours.py)."""
+    pixels = load("neighbours.json")
+    k5 = load("neighbours-k5.json")["fashion-mnist"]
+    features = next(iter(load("neighbours-features.json").values()))
+    log = (RESULTS / "quality-fashion-mnist-fashion-seed0.log").read_text()
+    without = re.search(r"seed 0: acc ([0-9.]+)", log)
+    return {
+        "neighbours.mnist": f"{100 * pixels['mnist']['same_class']:.1f}%",
+        "neighbours.fashion": f"{100 * pixels['fashion-mnist']['same_class']:.1f}%",
+        "neighbours.fashion.k5": f"{100 * k5['same_class']:.1f}%",
+        "neighbours.fashion.features": f"{100 * features['same_class']:.1f}%",
+        "fashion.seed0.without_repair": without.group(1) if without else "MISSING",
+    }
+
+
+def fashion_sl3e10_values() -> dict[str, str]:
+    rs = runs("quality-fashion-mnist-fashion-sl3e10.json")
+    rounds = [r["acc_per_epoch"][3:] for r in rs]  # self-labelling rounds from epoch 4
+    return {"sl3e10.peaks": ", ".join(f"{max(a):.3f} (round {a.index(max(a)) + 1})" for a in rounds),
+            "sl3e10.finals": ", ".join(f"{r['acc']:.3f}" for r in rs)}
+
+
+def speed() -> str:
+    """The table benchmarks/speed.py wrote, less the row the text explains is unreliable."""
+    lines = (RESULTS / "speed.md").read_text().strip().splitlines()
+    keep = [line for line in lines if "default preset via mixvae.train.fit" not in line]
+    return "\n" + "\n".join(keep) + "\n"
+
+
+def fashion_summary() -> str:
+    rs = runs(FASHION_FILE)
+    kmeans = load(FASHION_FILE)["kmeans"]
+    return table(
+        ["model", "seeds", "test ACC, mean +/- sample std", "worst seed", "NMI", "ARI", "experts used",
+         "median wall time per run"],
+        [["mixvae `fashion` preset (`default` with mirrored views, 8 epochs)", len(rs),
+          f"**{spread([r['acc'] for r in rs])}**", f"{min(r['acc'] for r in rs):.4f}",
+          spread([r["nmi"] for r in rs]), spread([r["ari"] for r in rs]),
+          "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
+          f"{statistics.median(r['seconds'] for r in rs):.0f} s"],
+         ["k-means on raw pixels (scikit-learn, n_init=10; same script)", "-", f"{kmeans['acc']:.4f}", "-",
+          f"{kmeans['nmi']:.4f}", f"{kmeans['ari']:.4f}", "-", f"{kmeans['seconds']:.0f} s"]])
+
+
+def fashion_per_seed() -> str:
+    rows = [[r["seed"], ", ".join(f"{a:.3f}" for a in r["acc_per_epoch"][:5]),
+             ", ".join(f"{a:.3f}" for a in r["acc_per_epoch"][5:]), f"{r['acc']:.4f}", r["resplits"]]
+            for r in runs(FASHION_FILE)]
+    return table(["seed", "epochs 1-5 (neighbour consistency)", "epochs 6-8 (self-labelling + re-splits)",
+                  "final ACC", "re-splits"], rows)
+
+
+def fashion_variants() -> str:
+    rows = []
+    for name, what in FASHION_VARIANTS:
+        rs = runs(name)
+        rows.append([what, spread([r["acc"] for r in rs]), ", ".join(f"{r['acc']:.4f}" for r in rs)])
+    return table(["variant (same script, 3 seeds)", "test ACC, mean +/- sample std", "per seed"], rows)
+
+
+# ------------------------------------------------------------------ density, the demo, the seed preset
+def density() -> str:
+    d = load("density.json")
+    rows = []
+    for r in d["runs"].values():
+        rows.append([f"`{r['train_command']}`", r["pixels"], f"{r['test_acc']:.4f}",
+                     f"**{r['mean_nats']:.2f} +/- {r['stderr']:.2f}**"])
+    k = d["runs"]["continuous"]["iw_samples"]
+    return table(["run", "test pixels", "test ACC", f"IW bound (k = {k}), nats per image, mean +/- standard error"],
+                 rows)
+
+
+def demo_values() -> dict[str, str]:
+    d = load("demo.json")
+    t = d["test"]
+    return {
+        "demo.numbers": f"test ACC {t['acc']:.4f}, NMI {t['nmi']:.4f}, ARI {t['ari']:.4f}",
+        "demo.numbers3": f"accuracy {t['acc']:.3f}, NMI {t['nmi']:.3f}, ARI {t['ari']:.3f}",
+        "demo.machine": f"{d['machine']['cpu']}, {d['machine']['threads']} torch threads",
+    }
+
+
+def seed_preset_values() -> dict[str, str]:
+    r = load("quality-mnist-seed.json")["runs"][0]
+    return {"seed.acc_per_epoch": ", ".join(f"{a:.3f}" for a in r["acc_per_epoch"]),
+            "seed.acc3": f"{r['acc']:.3f}", "seed.nmi3": f"{r['nmi']:.3f}", "seed.ari3": f"{r['ari']:.3f}",
+            "seed.epochs": str(r["epochs"])}
+
+
+def seed_preset() -> str:
+    r = load("quality-mnist-seed.json")["runs"][0]
+    return table(["epochs", "test ACC", "NMI", "ARI", "experts used", "seconds / epoch"],
+                 [[f"{r['epochs']} of 100", f"{r['acc']:.4f}", f"{r['nmi']:.4f}", f"{r['ari']:.4f}",
+                   f"{r['experts_used']}/10", f"{r['seconds_per_epoch']:.1f}"]])
+
+
+def scale() -> str:
+    d = load("scale.json")
+    rows = [[f"{r['n']:,}", r["search"], f"{r['graph_seconds']:.0f}", f"{r['epoch_seconds']:.0f}",
+             f"{r['graph_seconds'] + r['epoch_seconds']:.0f}", f"{r['self_label_seconds']:.0f}",
+             f"{r['test_acc_after_235_steps']:.4f}", f"{r['rss_growth_mib'] / 1024:.2f}"] for r in d["sizes"]]
+    return table(["images N", "neighbour search", "graph, s", "one epoch, s", "graph + epoch, s",
+                  "self-labelling pass, s", "test ACC after 235 steps", "peak RSS growth, GiB"], rows)
+
+
+def approximate_graph() -> str:
+    """The default preset on MNIST with the approximate graph forced, against the exact one, same seeds."""
+    approx = {r["seed"]: r for r in runs("quality-mnist-default-approximate.json")}
+    exact = {r["seed"]: r for r in runs(MNIST_FILES[0]) if r["seed"] in approx}
+    rows = [[s, f"{exact[s]['acc']:.4f}", f"{approx[s]['acc']:.4f}", f"{approx[s]['acc'] - exact[s]['acc']:+.4f}"]
+            for s in sorted(approx)]
+    mean_e = statistics.mean(r["acc"] for r in exact.values())
+    mean_a = statistics.mean(r["acc"] for r in approx.values())
+    rows.append(["mean", f"{mean_e:.4f}", f"{mean_a:.4f}", f"**{mean_a - mean_e:+.4f}**"])
+    return table(["seed", "test ACC, exact graph", "test ACC, approximate graph", "difference"], rows)
+
+
+def scale_values() -> dict[str, str]:
+    d = load("scale.json")
+    big = max(d["sizes"], key=lambda r: r["n"])
+    two = d.get("two_processes") or {}
+    return {
+        "scale.slope": f"{d['slope']:.2f}",
+        "scale.summary": f"a slope of {d['slope']:.2f} for log(graph + one epoch) against log(N), the "
+                         f"{big['n']:,}-image graph in {big['graph_seconds'] / 60:.1f} minutes, peak memory growth "
+                         f"{big['rss_growth_mib'] / 1024:.2f} GiB",
+        "scale.recall": f"{d['recall']['recall_at_10']:.4f}",
+        "scale.recall.n": f"{d['recall']['n']:,}",
+        "scale.recall.times": f"{d['recall']['approximate_seconds']:.0f} s against {d['recall']['exact_seconds']:.0f} s",
+        "scale.machine": f"{d['machine']['cpu']}, {d['machine']['threads']} torch thread(s), load average "
+                         f"{d['machine']['load_average_at_start']:.1f} at the start",
+        "scale.two": (f"exit status {two['exit_status']}, one epoch of {two['n']:,} images in "
+                      f"{two['epoch_seconds']:.0f} s ({two['seconds']:.0f} s with the start and the graph)"
+                      if two.get("exit_status") == 0 else f"FAILED: {two}"),
+    }
+
+
+def piecewise() -> str:
+    """The table benchmarks/piecewise.py wrote (it computes it from the per-seed results beside it)."""
+    return "\n" + load("piecewise.json")["table"].strip() + "\n"
+
+
+def piecewise_values() -> dict[str, str]:
+    methods = load("piecewise.json")["results"]["two_parabolas"]["methods"]
+    three = load("piecewise.json")["results"]["step_line_parabola"]["methods"]
+    gaussian = methods["mixture of experts (gaussian loss)"]
+    worst = gaussian["split_error"]["worst_seed"]
+    stuck = gaussian["per_seed"][worst]
+    mse = {name: m["test_mse"] for name, m in methods.items()}
+    moe = methods["mixture of experts (moe loss)"]
+    return {
+        "piecewise.moe": f"{mse['mixture of experts (moe loss)']['mean']:.4f} +/- "
+                         f"{mse['mixture of experts (moe loss)']['std']:.4f}",
+        "piecewise.mlp": f"{mse['one MLP']['mean']:.4f}",
+        "piecewise.kmeans": f"{mse['k-means on x + one MLP per cluster']['mean']:.4f}",
+        "piecewise.split_worst": f"{moe['split_error']['worst']:.3f}",
+        "piecewise.gaussian_stuck": f"x = {stuck['splits'][0]:.3f} in seed {worst}",
+        "piecewise.three.gaussian": f"{three['mixture of experts (gaussian loss)']['test_mse']['mean']:.4f}",
+        "piecewise.three.kmeans": f"{three['k-means on x + one MLP per cluster']['test_mse']['mean']:.4f}",
+    }
+
+
+def distributed() -> str:
+    d = load("distributed.json")
+    base = d["rows"][0]["images_per_s"]
+    rows = [[r["processes"], r["threads_per_process"], r["steps"], f"{r['seconds']:.2f}", f"{r['images_per_s']:.0f}",
+             f"{r['images_per_s'] / base:.2f}x"] for r in d["rows"]]
+    return table(["processes", "threads each", "steps", "seconds", "images/s", "vs 1 process, 1 thread"], rows)
+
+
+TABLES: dict[str, Callable[[], str]] = {
+    "piecewise": piecewise, "distributed": distributed,
+    "approximate-graph": approximate_graph,
+    "seed-preset": seed_preset, "speed": speed,
+    "mnist-summary": mnist_summary, "mnist-per-seed": mnist_per_seed,
+    "mnist-time-to-accuracy": mnist_time_to_accuracy, "fashion-summary": fashion_summary,
+    "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants, "density": density,
+    "pair-cuts": pair_cuts,
+}
+VALUES: tuple[Callable[[], dict[str, str]], ...] = (
+    mnist_values, no_repair_values, fashion_values, neighbour_values, fashion_sl3e10_values, demo_values,
+    seed_preset_values, piecewise_values)
+
+
+def render(text: str, values: dict[str, str], tables: dict[str, str]) -> tuple[str, list[str]]:
+    """``text`` with every marked place regenerated, and the names of the places that changed."""
+    changed: list[str] = []
+
+    def fill(m: re.Match[str]) -> str:
+        kind, name, old = m.groups()
+        source = values if kind == "value" else tables
+        if name not in source:
+            raise KeyError(f"unknown {kind} {name!r}")
+        if source[name] != old:
+            changed.append(name)
+        return f"<!-- {kind}: {name} -->{source[name]}<!-- end -->"
+
+    return MARK.sub(fill, text), changed
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--check", action="store_true", help="only report the places that differ")
+    args = p.parse_args(argv)
+    values = {k: v for make in VALUES for k, v in make().items()}
+    tables = {name: make() for name, make in TABLES.items()}
+    stale = []
+    for doc in DOCS:
+        text, changed = render(doc.read_text(), values, tables)
+        stale += [f"{doc.name}: {name}" for name in changed]
+        if changed and not args.check:
+            doc.write_text(text)
+    for line in stale:
+        print(("differs from its result file: " if args.check else "rewrote: ") + line)
+    return 1 if stale and args.check else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
