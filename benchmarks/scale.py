@@ -7,8 +7,9 @@ approximate above), trains the default preset for one epoch from the memory map,
 self-labelling pass (the manager over all N images, then the re-split repair) and records peak
 memory; test ACC on MNIST's test split is taken after a fixed budget of 235 optimiser steps (one
 epoch of 60,000 images). It also measures the recall of the approximate graph against the exact
-one at 60k, and, with ``--two-processes``, trains one epoch of the 1M file on two processes
-(torchrun), which share the graph through the run folder. Writes benchmarks/results/scale.json.
+one at the smallest N, and, with ``--two-processes``, trains one epoch of the largest file on two
+processes (torchrun), given the graph the one-process run built (process 0 loads it from the run
+folder and process 1 loads it after process 0). Writes benchmarks/results/scale.json.
 
     python benchmarks/scale.py --work /tmp/scale --two-processes
 """
@@ -21,6 +22,7 @@ import math
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import time
@@ -125,9 +127,16 @@ def recall(work: Path, n: int) -> dict[str, Any]:
 def two_processes(work: Path, n: int) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_PORT")}
     env["OMP_NUM_THREADS"] = "1"
+    from mixvae.runfolder import NEIGHBOURS_FILE, NEIGHBOURS_META
+
     run = work / "run_two"
+    shutil.rmtree(run, ignore_errors=True)
+    run.mkdir()
+    for name in (NEIGHBOURS_FILE, NEIGHBOURS_META):  # the graph the one-process run built: loaded, not searched
+        if (work / f"run_{n}" / name).exists():
+            shutil.copyfile(work / f"run_{n}" / name, run / name)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2", "-m", "mixvae",
-           "train", "--data", str(work / f"x_{n}.npy"), "--epochs", "1", "--out", str(run), "--overwrite", "--quiet"]
+           "train", "--data", str(work / f"x_{n}.npy"), "--epochs", "1", "--out", str(run), "--quiet"]
     t0 = time.perf_counter()
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     seconds = time.perf_counter() - t0
@@ -146,22 +155,50 @@ def slope(rows: list[dict[str, Any]]) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
+def machine() -> dict[str, Any]:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "unknown CPU")
+    return {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}
+
+
+def collect(log: Path, command: str) -> int:
+    """The result file from the lines a run printed: its recall, size and two-process records."""
+    out: dict[str, Any] = {"command": command, "collected_from_output": True, "machine": machine(), "sizes": []}
+    for line in log.read_text().splitlines():
+        if not line.startswith("{"):
+            continue
+        record = json.loads(line)
+        if "recall_at_10" in record:
+            out["recall"] = record
+        elif "search" in record:
+            out["sizes"].append(record)
+        elif "exit_status" in record:
+            out["two_processes"] = record
+    out["slope"] = slope(out["sizes"])
+    (RESULTS / "scale.json").write_text(json.dumps(out, indent=2) + "\n")
+    print(f"slope of log(graph + one epoch) against log(N): {out['slope']:.3f}")
+    return 0
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="folder for the .npy files and run folders")
     p.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     p.add_argument("--two-processes", action="store_true", help="also train one epoch of the largest on 2 processes")
+    p.add_argument("--collect", type=Path, metavar="LOG",
+                   help="write the result file from the JSON lines a run of this script printed (a run stopped "
+                        "before its end); the command that made them goes in --command")
+    p.add_argument("--command", help="with --collect: the command whose output LOG is")
     p.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size in this process
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     if args.one:
         print(json.dumps(one_size(args.work, args.one)))
         return 0
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), "unknown CPU")
-    out: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "machine": {
-        "cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-        "python": platform.python_version(), "load_average_at_start": os.getloadavg()[0]}, "sizes": []}
+    if args.collect:
+        return collect(args.collect, args.command or "unknown")
+    out: dict[str, Any] = {"command": "python " + " ".join(sys.argv), "machine": machine(), "sizes": []}
     for n in args.sizes:
         t0 = time.perf_counter()
         write_data(args.work, n)
