@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees the old file or the new one, never a part of either.
+"""Atomic file writes (a reader sees the old file or the new one, never a part of either), and
+the checksum of a file as written.
 
 Every file mixvae writes that someone may read while it is being written (the model, the
 configuration, checkpoints, metrics, evaluation results, the report, the dataset cache) goes
@@ -9,6 +10,7 @@ any file made with ``open``.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
@@ -73,3 +75,12 @@ def remove_temp_files(folder: Path | str) -> list[Path]:
             p.unlink(missing_ok=True)
             gone.append(p)
     return gone
+
+
+def file_sha256(path: Path | str) -> str:
+    """The sha256 of a file's bytes, read a MiB at a time."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

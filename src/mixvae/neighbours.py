@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from mixvae import runfolder
-from mixvae.atomic import atomic_open, atomic_write
+from mixvae.atomic import atomic_open, atomic_write, file_sha256
 from mixvae.batches import read_rows
 from mixvae.config.schema import NEIGHBOUR_SEARCHES
 from mixvae.inference import images_to_tensor
@@ -154,13 +154,6 @@ def data_fingerprint(images: Any) -> str:
     return digest.hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _load_graph(run_dir: Path, expected: dict[str, Any]) -> torch.Tensor | None:
     """The saved graph when it is there, intact and made for ``expected``; else None (with a
@@ -172,7 +165,7 @@ def _load_graph(run_dir: Path, expected: dict[str, Any]) -> torch.Tensor | None:
         meta = json.loads(meta_path.read_text())
         if {k: meta.get(k) for k in expected} != expected:
             raise ValueError("it was built for other data or settings")
-        if _file_sha256(path) != meta["sha256"]:
+        if file_sha256(path) != meta["sha256"]:
             raise ValueError("its checksum does not match")
         graph = np.load(path, allow_pickle=False)
         if graph.shape != (expected["n"], expected["k"]) or graph.min() < 0 or graph.max() >= expected["n"]:
@@ -188,7 +181,7 @@ def _save_graph(run_dir: Path, graph: torch.Tensor, expected: dict[str, Any]) ->
     path = run_dir / runfolder.NEIGHBOURS_FILE
     with atomic_open(path) as handle:
         np.save(handle, graph.numpy().astype(np.int32 if expected["n"] < 2**31 else np.int64))
-    meta = {**expected, "sha256": _file_sha256(path)}
+    meta = {**expected, "sha256": file_sha256(path)}
     atomic_write(run_dir / runfolder.NEIGHBOURS_META, json.dumps(meta, indent=2).encode())
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from mixvae.atomic import atomic_open, atomic_write
+from mixvae.atomic import atomic_open, atomic_write, file_sha256
 from mixvae.data.arrays import ARRAY_KEYS, Arrays, DataError, one_line
 from mixvae.data.formats import NPZ_ERRORS, open_npz
 from mixvae.data.sources import (
@@ -160,7 +160,7 @@ def _check_sidecar(path: Path) -> None:
     except OSError as err:
         raise DataError(f"cannot read {sidecar} ({one_line(err)}); expected the cache's sha256 file.") from None
     try:
-        digest = _file_sha256(path)
+        digest = file_sha256(path)
     except OSError as err:
         raise DataError(f"cannot read {path} ({one_line(err)}); expected an intact .npz archive.") from None
     if recorded != [digest]:
@@ -168,20 +168,13 @@ def _check_sidecar(path: Path) -> None:
         raise DataError(f"{path} does not match {sidecar.name} (sha256 {digest}, expected {expected}).")
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
 
 def _write_cache(path: Path, arrays: Arrays) -> None:
     payload: dict[str, Any] = {k: arrays[k] for k in ARRAY_KEYS}
     try:
         with atomic_open(path) as handle:  # creates the folder
             np.savez(handle, **payload)
-        atomic_write(_sidecar(path), f"{_file_sha256(path)}  {path.name}\n".encode())
+        atomic_write(_sidecar(path), f"{file_sha256(path)}  {path.name}\n".encode())
     except OSError as err:
         raise DataError(
             f"cannot write the dataset cache {path} ({one_line(err)}); expected a writable folder (set MIXVAE_HOME)."
