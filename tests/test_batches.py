@@ -1,10 +1,13 @@
 """The batch source: indices, rows, binarisation and the global-batch draws, checked against
 numpy and against what one process would draw."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
 
+from mixvae.augment import random_affine
 from mixvae.batches import BatchSource, read_rows
 from mixvae.config import ModelConfig, RunConfig, TrainConfig
 
@@ -100,3 +103,30 @@ def test_a_view_is_the_image_itself_without_augmentation_and_a_deformation_with_
     assert source(images(), augment=False).view(x) is x
     v = source(images(), augment=True).view(x)
     assert v.shape == x.shape and not torch.equal(v, x)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_a_view_is_the_affine_map_of_five_uniforms_per_image_from_the_run_generator(flip):
+    x = torch.rand(4, 16, generator=torch.Generator().manual_seed(1))
+    got = source(images(), seed=9, augment=True, augment_flip=flip).view(x)
+    u = torch.rand(4, 5, generator=torch.Generator().manual_seed(9))
+    torch.testing.assert_close(got, random_affine(x, (4, 4), flip=flip, uniforms=u))
+    if flip:  # mirrored where u[:, 4] < 0.5: not the unflipped maps
+        assert not torch.allclose(got, random_affine(x, (4, 4), flip=False, uniforms=u))
+
+
+def test_arrays_in_memory_are_held_as_tensors_and_others_read_on_access():
+    a = images()
+    for held in (a, torch.from_numpy(a)):
+        s = source(held)
+        assert s.in_memory and torch.is_tensor(s.images)
+    lazy = Rows(a)
+    assert not source(lazy).in_memory and source(lazy).images is lazy
+    frozen = images()
+    frozen.setflags(write=False)  # as a read-only memory map is: torch would warn on sharing it
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        s = source(frozen)
+        x = s.batch(np.array([3, 1]))
+    assert not s.in_memory and s.images is frozen
+    np.testing.assert_allclose(x.numpy(), frozen[[3, 1]].reshape(2, -1) / 255.0, rtol=1e-6)

@@ -127,7 +127,8 @@ def describe(name: str) -> dict:
             offset += 1
     start = function_lines(module).get(function)
     line_no = start + first - 1 if start and first else None
-    return {"module": module, "mutant": name, "function": function.removeprefix("x_").replace("ǁ", ".").strip("."),
+    readable = function[2:].replace("ǁ", ".")  # x_f -> f, xǁClassǁf -> Class.f
+    return {"module": module, "mutant": name, "function": readable,
             "line": line_no, "from": " / ".join(removed), "to": " / ".join(added)}
 
 
