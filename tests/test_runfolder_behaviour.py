@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -73,3 +74,23 @@ def test_the_lock_names_its_holder(tmp_path: Path) -> None:
                                 f"wait for it to finish or use another --out")
     with RunLock(tmp_path / "run"):  # released: another holder writes its own line over the old one
         assert len((tmp_path / "run" / LOCK_FILE).read_text().splitlines()) == 1
+
+
+def test_the_lock_makes_its_folders_and_releasing_is_idempotent(tmp_path: Path) -> None:
+    lock = RunLock(tmp_path / "a" / "b" / "run")
+    lock.release()  # never acquired: nothing to do
+    with lock:
+        assert lock.path.exists()
+    lock.release()  # released twice: nothing to do
+    with RunLock(tmp_path / "a" / "b" / "run"):
+        pass
+
+
+def test_a_holder_that_has_not_written_its_name_yet_is_another_process(tmp_path: Path) -> None:
+    import fcntl
+
+    (tmp_path / "run").mkdir()
+    with open(tmp_path / "run" / LOCK_FILE, "a+") as holder:
+        fcntl.flock(holder.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # locked, file still empty
+        with pytest.raises(RunFolderError, match=re.escape(f"{tmp_path / 'run'} is in use by another process: ")):
+            RunLock(tmp_path / "run").acquire()
