@@ -26,6 +26,7 @@ from torch import nn
 
 from mixvae import objectives
 from mixvae.config import ModelConfig
+from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder
 from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager, bernoulli_nll, gaussian_nll
 
 __all__ = ["LossOutput", "MixtureModule"]
@@ -64,8 +65,16 @@ class MixtureModule(nn.Module):
         c = self.config = config
         K, D = c.n_components, c.input_dim
         self.manager = Manager(D, c.manager_hidden, K, c.manager_activation, c.init, c.manager_batchnorm)
-        self.encoder = ExpertEncoder(K, D, c.hidden, c.latent_dim, c.activation, c.init, c.min_var)
-        self.decoder = ExpertDecoder(K, c.latent_dim, c.hidden, D, c.activation, c.init)
+        self.encoder: nn.Module
+        self.decoder: nn.Module
+        if c.expert_network == "conv":
+            shape = (*c.image_shape, c.channels)
+            self.encoder = ConvExpertEncoder(K, shape, c.conv_channels, c.hidden, c.latent_dim, c.activation, c.init,
+                                             c.min_var)
+            self.decoder = ConvExpertDecoder(K, shape, c.conv_channels, c.hidden, c.latent_dim, c.activation, c.init)
+        else:
+            self.encoder = ExpertEncoder(K, D, c.hidden, c.latent_dim, c.activation, c.init, c.min_var)
+            self.decoder = ExpertDecoder(K, c.latent_dim, c.hidden, D, c.activation, c.init)
 
     # ----------------------------------------------------------------- pieces
     def manager_logits(self, x: torch.Tensor) -> torch.Tensor:

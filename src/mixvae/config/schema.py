@@ -17,6 +17,7 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 OBJECTIVES = ("moe", "elbo")
 BALANCES = ("variance", "cv2", "kl", "none")
 INITS = ("glorot_uniform", "torch")
+EXPERT_NETWORKS = ("mlp", "conv")
 REGULARISERS = ("none", "neighbours")
 NEIGHBOUR_SEARCHES = ("auto", "exact", "approximate")
 
@@ -52,7 +53,13 @@ class ModelConfig:
     n_components
         K, the number of experts (and clusters).
     image_shape
-        (H, W) of the images; the input dimension is H * W.
+        (H, W) of the images; the input dimension is H * W * channels.
+    channels
+        Colour channels of the images: 1 (grayscale) or 3 (RGB), or any other count.
+    expert_network
+        ``mlp``: each expert's encoder and decoder are ``hidden`` dense layers; ``conv``: they
+        start (encoder) and end (decoder) with 4x4 stride-2 convolutions of ``conv_channels``,
+        all K experts' as one grouped convolution (:mod:`mixvae.convnets`).
     latent_dim
         Size of each expert's latent z.
     hidden
@@ -85,9 +92,12 @@ class ModelConfig:
     balance_weight: float = 0.1
     kl_weight: float = 1.0
     route_by_loss: bool = True  # False: the experts' losses do not train the manager (it learns from its regulariser)
+    channels: int = 1
+    expert_network: str = "mlp"
+    conv_channels: tuple[int, ...] = (32, 64)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "manager_hidden", "image_shape"):
+        for name in ("hidden", "manager_hidden", "image_shape", "conv_channels"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -109,10 +119,19 @@ class ModelConfig:
         _check(self.balance in BALANCES, "balance", self.balance, f"one of {BALANCES}")
         _check(self.balance_weight >= 0, "balance_weight", self.balance_weight, "a number >= 0")
         _check(self.kl_weight >= 0, "kl_weight", self.kl_weight, "a number >= 0")
+        check_positive_int("channels", self.channels)
+        _check(self.expert_network in EXPERT_NETWORKS, "expert_network", self.expert_network,
+               f"one of {EXPERT_NETWORKS}")
+        _sizes("conv_channels", self.conv_channels)
+        if self.expert_network == "conv":
+            _check(len(self.conv_channels) >= 1, "conv_channels", self.conv_channels, "at least one layer")
+            least = 2 ** len(self.conv_channels)  # each layer halves the height and width
+            _check(min(self.image_shape) >= least, "image_shape", self.image_shape,
+                   f"height and width >= {least} for {len(self.conv_channels)} convolution layers")
 
     @property
     def input_dim(self) -> int:
-        return self.image_shape[0] * self.image_shape[1]
+        return self.image_shape[0] * self.image_shape[1] * self.channels
 
 
 @dataclass(frozen=True)
