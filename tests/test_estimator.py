@@ -73,10 +73,10 @@ def test_input_forms_agree(fitted, data):
 
 def test_fit_predict_and_flat_non_square_input(data):
     X, _ = data
-    flat = X.reshape(len(X), -1)[:, :60]  # 60 is not a square: read as (1, 60) images
+    flat = X.reshape(len(X), -1)[:, :60]  # 60 is not a square: read as vectors of 60 features
     m = small(n_components=2, max_epochs=1)
     labels = m.fit_predict(flat)
-    assert m.image_shape_ == (1, 60) and labels.shape == (len(X),)
+    assert m.image_shape_ == (1, 60) and m.input_type_ == "vectors" and labels.shape == (len(X),)
 
 
 def test_sample(fitted):
@@ -136,7 +136,7 @@ def test_not_fitted():
 @pytest.mark.parametrize("bad, match", [
     (np.full((5, 4, 4), 2.0), r"floats must lie in \[0, 1\]"),
     (np.zeros((0, 4, 4)), "no images"),
-    (np.zeros(5), "expected"),
+    (np.zeros(5), "Reshape your data"),
     (np.full((5, 4, 4), np.nan), "non-finite"),
 ])
 def test_bad_input_is_one_clear_sentence(bad, match):

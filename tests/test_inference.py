@@ -78,13 +78,19 @@ def test_many_samples_reach_the_exact_log_likelihood(likelihood: str) -> None:
 
 @pytest.mark.parametrize("likelihood", ["gaussian", "bernoulli"])
 def test_the_bound_is_below_on_average_and_tightens_with_samples(likelihood: str) -> None:
-    """Each image repeated R times gets R independent bounds; their mean estimates E[bound]."""
+    """Each image repeated R times gets R independent bounds (the module's draws from one
+    generator; log_likelihood would give the copies the same draws); their mean estimates E[bound]."""
     module = tiny_model(likelihood)
     images = tiny_images(module)
     exact = exact_log_likelihood(module, images)
     gaps = []
     for samples, repeats in [(1, 1000), (10, 300), (100, 100)]:
-        bounds = log_likelihood(module, np.repeat(images, repeats, 0), samples).reshape(N_IMAGES, repeats)
+        gen = torch.Generator().manual_seed(0)
+        x = images_to_tensor(np.repeat(images, repeats, 0))
+        if likelihood == "bernoulli":
+            x = (torch.rand(x.shape, generator=gen) < x).float()
+        with torch.no_grad():
+            bounds = module.log_likelihood(x, samples, generator=gen).double().numpy().reshape(N_IMAGES, repeats)
         stderr = bounds.std(1, ddof=1) / math.sqrt(repeats)
         gap = bounds.mean(1) - exact  # (n,)
         assert np.all(gap < 3 * stderr), (samples, gap, stderr)  # never above on average
@@ -94,15 +100,21 @@ def test_the_bound_is_below_on_average_and_tightens_with_samples(likelihood: str
     assert gaps[0] < gaps[1] < gaps[2], gaps
 
 
-def test_log_likelihood_is_seeded_and_binarises_as_documented() -> None:
+def test_log_likelihood_is_seeded_by_each_image_and_binarises_as_documented() -> None:
     module = tiny_model("bernoulli")
     images = np.random.default_rng(1).integers(0, 256, (N_IMAGES, *SHAPE)).astype(np.uint8)
-    np.testing.assert_array_equal(log_likelihood(module, images, 50), log_likelihood(module, images, 50))
-    coins = torch.Generator().manual_seed(1)
-    x = images_to_tensor(images)
-    binary = ((torch.rand(x.shape, generator=coins) < x).numpy().reshape(images.shape) * 255).astype(np.uint8)
-    np.testing.assert_array_equal(log_likelihood(module, images, 50, binarize=True),
-                                  log_likelihood(module, binary, 50))
+    scores = log_likelihood(module, images, 50)
+    np.testing.assert_array_equal(scores, log_likelihood(module, images, 50))
+    # an image's draws depend on its content only: not on its place, its neighbours or the batches
+    perm = np.random.default_rng(2).permutation(N_IMAGES)
+    np.testing.assert_array_equal(log_likelihood(module, images[perm], 50), scores[perm])
+    np.testing.assert_array_equal(log_likelihood(module, images[2:5], 50, batch_size=2), scores[2:5])
+    twice = log_likelihood(module, np.concatenate([images, images]), 50)
+    np.testing.assert_array_equal(twice, np.concatenate([scores, scores]))
+    # binarising leaves black and white pixels as they are, and changes grey ones
+    binary = (images > 127).astype(np.uint8) * 255
+    np.testing.assert_array_equal(log_likelihood(module, binary, 50, binarize=True), log_likelihood(module, binary, 50))
+    assert not np.array_equal(log_likelihood(module, images, 50, binarize=True), scores)
     assert len(log_likelihood(module, images, 50, stop=2)) == 2
 
 

@@ -15,17 +15,21 @@ from torch.utils.data.distributed import DistributedSampler
 
 from mixvae.augment import random_affine
 from mixvae.config import RunConfig
+from mixvae.inference import to_unit_floats
 
 __all__ = ["BatchSource", "read_rows"]
 
 
 def read_rows(images: Any, idx: np.ndarray) -> np.ndarray:
-    """Images idx (n,) of an (N, H, W) array, in memory or on disk -> uint8 (n, H, W).
+    """Images idx (n,) of an (N, H, W) array, in memory or on disk -> (n, H, W) of the same dtype.
 
     Rows are read in increasing order, which keeps reads from a memory map close to sequential.
     """
     order = np.argsort(idx, kind="stable")
-    rows = np.empty((len(idx), *images.shape[1:]), np.uint8)
+    # uint8 unless the rows say otherwise (vectors are floats); a torch dtype in numpy's terms
+    dtype = torch.empty(0, dtype=images.dtype).numpy().dtype if torch.is_tensor(images) \
+        else getattr(images, "dtype", np.uint8)
+    rows = np.empty((len(idx), *images.shape[1:]), dtype)
     rows[order] = np.asarray(images[idx[order]])
     return rows
 
@@ -56,7 +60,10 @@ class BatchSource:
         """This process's image indices for every step of ``epoch``, (per_rank,) each."""
         self.sampler.set_epoch(epoch)
         order = np.fromiter(iter(self.sampler), dtype=np.int64)
-        return [order[i:i + self.per_rank] for i in range(0, len(order), self.per_rank)]
+        steps = [order[i:i + self.per_rank] for i in range(0, len(order), self.per_rank)]
+        if self.cfg.model.manager_batchnorm and len(steps) > 1 and len(steps[-1]) == 1:
+            steps[-2:] = [np.concatenate(steps[-2:])]  # batch norm cannot train on one image: join it to the last
+        return steps
 
     def mine(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
         """This process's share of a draw made for the global batch, on the device."""
@@ -68,7 +75,7 @@ class BatchSource:
             x = self.images[torch.from_numpy(idx)]
         else:
             x = torch.from_numpy(read_rows(self.images, idx))
-        x = x.reshape(len(idx), -1).to(self.device).float().div_(255.0)  # (B, D)
+        x = to_unit_floats(x.reshape(len(idx), -1).to(self.device))  # (B, D)
         if self.cfg.train.binarize:  # uniforms drawn for the global batch, so every process count binarises alike
             x = (self.mine(torch.rand(len(idx) * self.world, x.shape[1], generator=self.generator)) < x).float()
         return x
@@ -84,9 +91,13 @@ class BatchSource:
         return torch.randint(high, (batch_size * self.world,), generator=self.generator)[self.rank::self.world]
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
-        """A randomly deformed copy of each image x (B, D), for the routing regularisers (or x itself)."""
+        """A randomly deformed copy of each image x (B, D), for the routing regularisers (vectors: a
+        copy with Gaussian noise of std ``view_noise``; or x itself)."""
         tc = self.cfg.train
         if not tc.augment:
+            if tc.view_noise > 0:  # vectors: a noisy copy, the noise drawn for the global batch
+                return x + tc.view_noise * self.mine(torch.randn(len(x) * self.world, x.shape[1],
+                                                                 generator=self.generator))
             return x
         u = self.mine(torch.rand(len(x) * self.world, 5, generator=self.generator))  # drawn for the global batch
-        return random_affine(x, self.cfg.model.image_shape, flip=tc.augment_flip, uniforms=u)
+        return random_affine(x, self.cfg.model.array_shape, flip=tc.augment_flip, uniforms=u)

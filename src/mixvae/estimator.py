@@ -5,10 +5,13 @@ The verbs are those of :class:`sklearn.mixture.GaussianMixture`: ``fit``, ``pred
 mean under the expert it is routed to) and ``save`` / ``load`` (safetensors weights and a JSON
 config; nothing is pickled).
 
-Images may be a numpy array or a torch tensor, ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, D)``; a
-flat ``D`` that is a perfect square is read as ``sqrt(D) x sqrt(D)`` images, any other ``D`` as
-``(1, D)`` images. Pixels are ``uint8`` in 0..255, ``bool``, or floats in [0, 1] (quantised to 256
-levels, as the model sees them).
+X may be a numpy array, a torch tensor or anything numpy reads as one, of images or of
+real-valued vectors (``input_type``; by default decided from X, see :mod:`mixvae.inputs`).
+Images are ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, D)`` with ``D`` a perfect square, read as
+``sqrt(D) x sqrt(D)``; pixels are ``uint8`` in 0..255, ``bool``, or floats in [0, 1] (quantised to
+256 levels, as the model sees them). Vectors are ``(N, D)`` finite numbers in any units: they are
+standardised with each feature's mean and standard deviation, learned at fit and stored in the
+model, and each expert is a Gaussian VAE with learned variances (:mod:`mixvae.vectors`).
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import Tags, TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
-from mixvae.config import RunConfig, config_from_dict, resolve_config
+from mixvae import inputs, vectors
+from mixvae.config import RunConfig, config_from_dict, for_data, resolve_config
 from mixvae.data import DataError, check_images
 from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE
 
@@ -31,9 +35,9 @@ __all__ = ["MixtureVAE"]
 
 
 class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
-    """Cluster and generate images with a mixture of K variational autoencoders.
+    """Cluster and generate images or real-valued vectors with a mixture of K variational autoencoders.
 
-    A manager routes each image x to one of K expert VAEs with probability q(k | x); each expert
+    A manager routes each image (or vector) x to one of K expert VAEs with probability q(k | x); each expert
     k models p_k(x) = E_{z ~ N(0, I)} p_k(x | z). ``predict`` is the most probable expert,
     ``score_samples`` an importance-weighted lower bound on log p(x) in nats.
 
@@ -46,7 +50,8 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         ``"default"`` is the best one, ``"seed"`` the small sigmoid model of the original notebook.
     max_epochs, batch_size, learning_rate, latent_dim : optional
         Passes over the data, images per step, Adam's step size, size of each expert's latent z.
-        None uses the preset's value.
+        None uses the preset's value; the default preset's training length follows the number of
+        training images (:mod:`mixvae.config.budget`) unless ``max_epochs`` is given.
     random_state : int or None, default=None
         Seed for initialisation, data order and noise. None uses the preset's seed, so two fits
         on the same data give the same model on the same machine.
@@ -54,6 +59,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         0 is silent; 1 prints one line per epoch (and a progress bar on a terminal).
     device : str, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
+    input_type : {"auto", "images", "vectors"}, default="auto"
+        What X holds; ``"auto"`` decides from X (:func:`mixvae.inputs.input_type`): pixel values
+        with an image shape are images, anything else vectors.
 
     Attributes
     ----------
@@ -68,9 +76,11 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     labels_ : ndarray of shape (n_samples,)
         Expert of each training image (set by ``fit``, not restored by ``load``).
     image_shape_ : tuple of int
-        (H, W) of the training images.
+        (H, W) of the training images; (1, D) for vectors.
+    input_type_ : str
+        ``"images"`` or ``"vectors"``, as fitted.
     n_features_in_ : int
-        H * W.
+        H * W (images) or D (vectors).
 
     Examples
     --------
@@ -89,6 +99,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         random_state: int | None = None,
         verbose: int = 0,
         device: str | None = "cpu",
+        input_type: str = "auto",
     ):
         self.n_components = n_components
         self.preset = preset
@@ -99,45 +110,61 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.device = device
+        self.input_type = input_type
 
     # ----------------------------------------------------------------- fitting
-    def _config(self, image_shape: tuple[int, int]) -> RunConfig:
+    def _config(self, image_shape: tuple[int, int], kind: str = "images", n: int = 0,
+                scaling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())) -> RunConfig:
         if isinstance(self.random_state, np.random.RandomState):
             seed: int | None = int(self.random_state.randint(2**31 - 1))
         else:
             seed = self.random_state
-        values = {"data": "array", "model": {"latent_dim": self.latent_dim},
+        values = {"data": "array",
+                  "model": {"latent_dim": self.latent_dim, "feature_mean": scaling[0], "feature_std": scaling[1]},
                   "train": {"epochs": self.max_epochs, "batch_size": self.batch_size, "lr": self.learning_rate,
-                            "seed": seed}}
-        return resolve_config(str(self.preset), values=values, n_components=self.n_components,
-                              image_shape=image_shape)
+                            "seed": seed, "budget_images": None if self.max_epochs is None else 0}}
+        cfg = resolve_config(str(self.preset), values=values, n_components=self.n_components,
+                             image_shape=image_shape, input_type=kind)
+        return for_data(cfg, n)
 
     def fit(self, X: Any, y: Any = None) -> MixtureVAE:
-        """Train on images X (no labels: ``y`` is ignored). Returns self."""
+        """Train on images or vectors X (no labels: ``y`` is ignored). Returns self."""
         from mixvae.inference import predict_proba
         from mixvae.train import Runtime, fit
 
-        shape = getattr(X, "shape", None)
-        if shape is not None and len(shape) >= 2 and shape[0] == 1:
-            raise ValueError("X has 1 sample; a mixture of experts needs at least n_components images.")
-        images = _as_images(X)
+        X = inputs.as_array(X)
+        kind = inputs.input_type(X, self.input_type)
+        if X.ndim >= 2 and X.shape[0] == 1:
+            raise ValueError("X has 1 sample; a mixture of experts needs at least n_components samples.")
+        if kind == "images":
+            data = _as_images(X)  # (N, H, W) or colour (N, H, W, 3)
+            shape = (int(data.shape[1]), int(data.shape[2]))
+            scaling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
+        else:
+            raw = inputs.as_vectors(X)
+            shape, scaling = (1, int(raw.shape[1])), vectors.feature_scaling(raw)
         if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool):
             raise ValueError(  # noqa: TRY004 - scikit-learn raises ValueError for a bad parameter
                 f"n_components={self.n_components!r} is invalid: expected an integer >= 1.")
-        if len(images) < self.n_components:
-            raise ValueError(f"X has {len(images)} images, fewer than n_components={self.n_components}.")
-        shape = (int(images.shape[1]), int(images.shape[2]))
-        cfg = self._config(shape)
+        n = len(X)
+        if n < self.n_components:
+            raise ValueError(f"X has {n} samples, fewer than n_components={self.n_components}.")
+        cfg = self._config(shape, kind, n, scaling)
+        if kind == "images" and data.ndim == 4:  # colour images keep their channels
+            cfg = config_from_dict({"model": {"channels": int(data.shape[3])}}, base=cfg)
+        if kind == "vectors":
+            data = vectors.to_model_units(cfg.model, raw)
         log = print if self.verbose else None
         runtime = Runtime(device=self._device(), progress=None if self.verbose else False)
-        module, history = fit(cfg, images, runtime=runtime, log=log)
+        module, history = fit(cfg, data, runtime=runtime, log=log)
         module.eval()
         self.module_ = module
         self.config_ = cfg
         self.history_ = list(history.records)
         self.image_shape_ = shape
-        self.n_features_in_ = shape[0] * shape[1]
-        probs = predict_proba(module, images, device=self._device())  # (N, K)
+        self.input_type_ = kind
+        self.n_features_in_ = cfg.model.input_dim
+        probs = predict_proba(module, data, device=self._device())  # (N, K)
         self.weights_ = probs.mean(0)
         self.labels_ = probs.argmax(1)
         return self
@@ -145,7 +172,6 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     def __sklearn_tags__(self) -> Tags:
         tags = super().__sklearn_tags__()
         tags.transformer_tags = TransformerTags(preserves_dtype=[])  # transform gives latent means, float32
-        tags.input_tags.positive_only = True  # pixels: uint8 0..255 or floats in [0, 1]
         return tags
 
     def _device(self) -> str:
@@ -153,12 +179,16 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
     # ----------------------------------------------------------------- querying
     def _images(self, X: Any) -> np.ndarray:
+        """X as the model reads it: uint8 images (N, H, W), or vectors (N, D) in model units."""
         check_is_fitted(self, "module_")
+        if self.input_type_ == "vectors":
+            return vectors.to_model_units(self.config_.model, inputs.as_vectors(inputs.as_array(X), self.n_features_in_))
         h, w = self.image_shape_
+        shape = self.config_.model.array_shape  # (H, W), or (H, W, C) in colour
         images = _as_images(X, flat_shape=(h, w))
-        if tuple(images.shape[1:]) != (h, w):
+        if tuple(images.shape[1:]) != shape:
             raise ValueError(
-                f"X holds images of shape {tuple(images.shape[1:])}, but this MixtureVAE was fitted on {(h, w)} images."
+                f"X holds images of shape {tuple(images.shape[1:])}, but this MixtureVAE was fitted on {shape} images."
             )
         return images
 
@@ -179,7 +209,10 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
     @torch.no_grad()
     def score_samples(self, X: Any, n_iw_samples: int = 10) -> np.ndarray:
-        """Importance-weighted lower bound on log p(x) of each image, in nats, (N,).
+        """Importance-weighted lower bound on log p(x) of each image (or vector), in nats, (N,).
+
+        For vectors, the bound is in nats of the data in its own units (the scaling's Jacobian
+        included), comparable with ``GaussianMixture.score_samples`` on the same X.
 
         ``n_iw_samples`` draws per expert; more draws give a tighter (larger) bound. The draws are
         seeded, so the same X gives the same scores, and the same numbers as ``mixvae evaluate
@@ -190,8 +223,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             raise ValueError(f"n_iw_samples={n_iw_samples!r} is invalid: expected an integer >= 1.")
         from mixvae.inference import log_likelihood
 
-        return log_likelihood(self.module_, self._images(X), int(n_iw_samples), binarize=self.config_.train.binarize,
-                              device=self._device())
+        bound = log_likelihood(self.module_, self._images(X), int(n_iw_samples), binarize=self.config_.train.binarize,
+                               device=self._device())
+        return bound - vectors.log_jacobian(self.config_.model) if self.input_type_ == "vectors" else bound
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean of ``score_samples(X)``: the average log-likelihood bound in nats per image."""
@@ -203,9 +237,14 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
         return latent_means(self.module_, self._images(X), device=self._device())
 
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit, then return ``transform`` of the training data, (N, latent_dim)."""
+        return self.fit(X).transform(X)
+
     @torch.no_grad()
     def sample(self, n_samples: int = 1, expert: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Draw new images: (images (n, H, W) float32 in [0, 1], experts (n,) int).
+        """Draw new images: (images (n, H, W) float32 in [0, 1], experts (n,) int); for vectors,
+        (vectors (n, D) float64 in the data's own units, experts).
 
         With ``expert=None`` each sample's expert is drawn from ``weights_``, the mean routing
         of the training images (uniform after ``load`` of a model saved without it); otherwise
@@ -226,7 +265,10 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             experts = np.full(n_samples, int(expert))
         gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
         images = self.module_.sample(n_samples, torch.as_tensor(experts), generator=gen)  # (n, D)
-        return images.cpu().float().numpy().reshape(n_samples, *self.image_shape_), experts.astype(np.int64)
+        if self.input_type_ == "vectors":
+            return vectors.to_data_units(self.config_.model, images.cpu().numpy()), experts.astype(np.int64)
+        return (images.cpu().float().numpy().reshape(n_samples, *self.config_.model.array_shape),
+                experts.astype(np.int64))
 
     # ----------------------------------------------------------------- saving
     def save(self, path: str | Path) -> Path:
@@ -294,7 +336,8 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         est.config_ = cfg
         est.history_ = meta.get("history", [])
         est.image_shape_ = cfg.model.image_shape
-        est.n_features_in_ = est.image_shape_[0] * est.image_shape_[1]
+        est.input_type_ = cfg.model.input_type
+        est.n_features_in_ = cfg.model.input_dim
         if meta.get("weights"):
             est.weights_ = np.asarray(meta["weights"], dtype=np.float64)
         return est
@@ -314,15 +357,7 @@ def _run_meta(config_json: str) -> dict[str, Any]:
 
 def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
     """Any accepted image input -> uint8 (N, H, W); ValueError with one sentence otherwise."""
-    if torch.is_tensor(X):
-        X = X.detach().cpu().numpy()
-    if hasattr(X, "toarray") and not isinstance(X, np.ndarray):
-        raise ValueError("X is a sparse matrix; expected a dense numpy array or torch tensor of images.")
-    try:
-        X = np.asarray(X)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"X cannot be read as an array of images ({str(e).splitlines()[0]}).") from None
-    X = _numeric(X)
+    X = inputs.as_array(X)
     if X.ndim == 2 and X.shape[0] > 0:
         D = X.shape[1]
         if D == 0:
@@ -336,15 +371,3 @@ def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
     except DataError as e:
         negative = X.dtype.kind in "if" and X.size and np.nanmin(X) < 0
         raise ValueError(f"Negative values in data passed to MixtureVAE: {e}" if negative else str(e)) from None
-
-
-def _numeric(X: np.ndarray) -> np.ndarray:
-    """Reject complex numbers; read an object array of numbers as floats (one sentence otherwise)."""
-    if np.iscomplexobj(X):
-        raise ValueError(f"Complex data not supported: X has dtype {X.dtype}; expected real pixel values.")
-    if X.dtype == object:
-        try:
-            return X.astype(np.float64)
-        except (TypeError, ValueError) as e:
-            raise TypeError(f"X holds a value that is not a number: {str(e).splitlines()[0]}.") from None
-    return X

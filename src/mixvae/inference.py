@@ -6,6 +6,8 @@ line, the estimator, figures, benchmarks) goes through these functions.
 
 from __future__ import annotations
 
+import copy
+import zlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,20 +16,29 @@ import torch
 
 from mixvae.model import MixtureModule
 
-__all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba"]
+__all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba", "to_unit_floats"]
 
 Device = str | torch.device
 
 
 def images_to_tensor(images: Any, start: int = 0, stop: int | None = None) -> torch.Tensor:
-    """uint8 images (N, H, W) -> float32 (n, H*W) in [0, 1] for rows start:stop."""
+    """uint8 images (N, H, W) -> float32 (n, H*W) in [0, 1] for rows start:stop.
+
+    Float input (vectors (N, D) already in the model's units, see :mod:`mixvae.vectors`) is kept
+    as it is, as float32.
+    """
     part = images[start:stop]
     if not torch.is_tensor(part):
         part = np.asarray(part)
         if not part.flags.writeable:  # a read-only memory map: torch warns about sharing it, so copy the rows
             part = part.copy()
     t = torch.as_tensor(part)
-    return t.reshape(t.shape[0], -1).float().div_(255.0)
+    return to_unit_floats(t.reshape(t.shape[0], -1))
+
+
+def to_unit_floats(t: torch.Tensor) -> torch.Tensor:
+    """The model's input from stored rows: uint8 pixels / 255; floats (vectors) as float32."""
+    return t.float() if t.is_floating_point() else t.float().div_(255.0)
 
 
 def batches(images: Any, batch_size: int, device: Device = "cpu", stop: int | None = None
@@ -73,20 +84,34 @@ def latent_means(module: MixtureModule, images: Any, batch_size: int = 500, devi
 
 @torch.no_grad()
 def log_likelihood(module: MixtureModule, images: Any, n_samples: int, *, binarize: bool = False,
-                   stop: int | None = None, device: Device = "cpu", batch_size: int = 100) -> np.ndarray:
+                   stop: int | None = None, device: Device = "cpu", batch_size: int = 100,
+                   generators: tuple[torch.Generator, torch.Generator] | None = None) -> np.ndarray:
     """Importance-weighted lower bound on log p(x) in nats of each of images[:stop], (n,) float64.
 
-    ``n_samples`` draws per expert (see :meth:`MixtureModule.log_likelihood`). The draws are
-    seeded (seed 0), so the same images give the same bound. A model trained on binarised pixels
-    (``binarize``) is evaluated on one fixed binarisation of the images (seed 1): each pixel is 1
-    with probability its intensity.
+    ``n_samples`` draws per expert (see :meth:`MixtureModule.log_likelihood`). The draws for each
+    image are seeded by its content (and seed 0), so an image gets the same bound wherever it
+    sits in the array and whatever else is in it. A model trained on binarised pixels
+    (``binarize``) is evaluated on one fixed binarisation of each image (seed 1): each pixel is 1
+    with probability its intensity. The bound is computed in float64. ``generators`` (draws,
+    coins), when given, supply the two seeds (their ``initial_seed``) instead of 0 and 1; so
+    consecutive calls on consecutive parts of an array give the bound of one call on the whole
+    array.
     """
-    draws = torch.Generator().manual_seed(0)
-    coins = torch.Generator().manual_seed(1)
+    seeds = (0, 1) if generators is None else (generators[0].initial_seed(), generators[1].initial_seed())
+    K, L = module.config.n_components, module.config.latent_dim
+    module = copy.deepcopy(module).double()  # in float64, an image's bound does not depend on its batch
     out = []
     with _EvalMode(module):
         for x in batches(images, batch_size, "cpu", stop):
+            keys = [zlib.crc32(row.numpy().tobytes()) for row in x]  # (B,) one seed per row, from its content
             if binarize:
-                x = (torch.rand(x.shape, generator=coins) < x).float()
-            out.append(module.log_likelihood(x.to(device), n_samples, generator=draws).cpu())
+                coins = torch.stack([torch.rand(x.shape[1], generator=_seeded(seeds[1], k)) for k in keys])  # (B, D)
+                x = (coins < x).float()
+            noise = torch.stack([torch.randn(n_samples, K, L, generator=_seeded(seeds[0], k)) for k in keys], 2)
+            x, noise = x.to(device, torch.float64), noise.double()  # noise (S, K, B, L)
+            out.append(module.log_likelihood(x, n_samples, noise=noise).cpu())
     return torch.cat(out).double().numpy() if out else np.zeros(0)
+
+
+def _seeded(seed: int, key: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed * 2**32 + key)

@@ -6,6 +6,8 @@ Generative story, for an image x with D pixels and K experts::
     z ~ N(0, I_L)
     x ~ p_k(x | z) = N(decoder_k(z), std^2 I)         (likelihood = "gaussian", pixels in [0, 1])
                or  Bernoulli(sigmoid(decoder_k(z)))   (likelihood = "bernoulli")
+               or  N(decoder_k(z), diag(var_k))       (input_type = "vectors": standardised features,
+                                                       var_k learned; see mixvae.vectors)
 
 Inference: the manager m(x) = softmax(manager(x)) is q(k | x), and each expert has its own
 encoder q_k(z | x) = N(mu_k(x), diag var_k(x)). Expert k's negative ELBO is
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mixvae import objectives
+from mixvae import objectives, vectors
 from mixvae.config import ModelConfig
 from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder
 from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager, bernoulli_nll, gaussian_nll
@@ -75,6 +77,8 @@ class MixtureModule(nn.Module):
         else:
             self.encoder = ExpertEncoder(K, D, c.hidden, c.latent_dim, c.activation, c.init, c.min_var)
             self.decoder = ExpertDecoder(K, c.latent_dim, c.hidden, D, c.activation, c.init)
+        if c.input_type == "vectors":  # one learned log-variance per expert and feature (mixvae.vectors)
+            self.log_var = nn.Parameter(torch.full((K, 1, D), vectors.initial_log_var(c.gaussian_std)))
 
     # ----------------------------------------------------------------- pieces
     def manager_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -86,12 +90,14 @@ class MixtureModule(nn.Module):
         return self.encoder(x)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean pixel values of p_k(x|z): z (K, B, L) -> (K, B, D) in [0, 1]."""
+        """Mean of p_k(x|z): z (K, B, L) -> (K, B, D), pixel values in [0, 1] (vectors: standardised)."""
         out = self.decoder(z)
-        return torch.sigmoid(out)
+        return out if self.config.input_type == "vectors" else torch.sigmoid(out)
 
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """-log p_k(x|z) from decoder pre-activations out (K, B, D) -> (K, B)."""
+        if self.config.input_type == "vectors":
+            return vectors.gaussian_nll(x, out, self.log_var)
         if self.config.likelihood == "bernoulli":
             return bernoulli_nll(x, out)
         return gaussian_nll(x, torch.sigmoid(out), self.config.gaussian_std)
@@ -178,7 +184,7 @@ class MixtureModule(nn.Module):
 
     @torch.no_grad()
     def log_likelihood(self, x: torch.Tensor, n_samples: int = 1, generator: torch.Generator | None = None,
-                       chunk: int = 100) -> torch.Tensor:
+                       chunk: int = 100, noise: torch.Tensor | None = None) -> torch.Tensor:
         """Importance-weighted lower bound on log p(x) in nats, (B, D) -> (B,).
 
         p(x) = sum_k pi_k p_k(x), and each p_k(x) = E_{q_k(z|x)} [p_k(x|z) p(z) / q_k(z|x)]. The
@@ -186,7 +192,9 @@ class MixtureModule(nn.Module):
 
             log p(x) >= E log sum_k pi_k (1/S) sum_s p_k(x|z_s^k) p(z_s^k) / q_k(z_s^k|x),
 
-        a bound that tightens towards log p(x) as S grows (Burda et al., 2015).
+        a bound that tightens towards log p(x) as S grows (Burda et al., 2015). ``noise``
+        (S, K, B, L), when given, is the standard normal draw of the z_s^k (else drawn from
+        ``generator``).
         """
         c = self.config
         K, L = c.n_components, c.latent_dim
@@ -196,7 +204,8 @@ class MixtureModule(nn.Module):
         log_ws = []
         for start in range(0, n_samples, chunk):
             s = min(chunk, n_samples - start)
-            eps = torch.randn(s, K, B, L, generator=generator, device="cpu").to(x.device)  # (S, K, B, L)
+            eps = (torch.randn(s, K, B, L, generator=generator, device="cpu") if noise is None
+                   else noise[start:start + s]).to(x.device)  # (S, K, B, L)
             z = mu + std * eps  # (S, K, B, L)
             out = self.decoder(z.permute(1, 0, 2, 3).reshape(K, s * B, L))  # (K, S*B, D)
             xs = x.repeat(s, 1)  # (S*B, D)

@@ -24,7 +24,7 @@ from mixvae import runfolder
 from mixvae.atomic import atomic_open, atomic_write, file_sha256
 from mixvae.batches import read_rows
 from mixvae.config.schema import NEIGHBOUR_SEARCHES
-from mixvae.inference import images_to_tensor
+from mixvae.inference import images_to_tensor, to_unit_floats
 
 __all__ = [
     "CHUNK_BYTES",
@@ -54,7 +54,8 @@ def search_method(n: int, method: str = "auto") -> str:
 
 
 def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tensor:
-    """Images (N, H, W) uint8 -> (N, dims) coordinates on their leading principal axes.
+    """Images (N, H, W) uint8 (or vectors (N, D) float) -> (N, dims) coordinates on their leading
+    principal axes.
 
     The axes come from a fixed random sample of at most 10,000 images; the images are read in
     chunks, so a memory-mapped array is never read whole.
@@ -67,8 +68,8 @@ def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tenso
     dims = min(dims, total.shape[0], n)
     gen = torch.Generator().manual_seed(0)
     pick = torch.randperm(n, generator=gen)[:10000].numpy()
-    sample = torch.cat([torch.from_numpy(read_rows(images, pick[s:s + chunk])).reshape(-1, total.shape[0])
-                        for s in range(0, len(pick), chunk)]).float().div_(255.0) - mean  # (<= 10000, D)
+    sample = to_unit_floats(torch.cat([torch.from_numpy(read_rows(images, pick[s:s + chunk])).reshape(
+        -1, total.shape[0]) for s in range(0, len(pick), chunk)])) - mean  # (<= 10000, D)
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
     return torch.cat([(images_to_tensor(images, s, s + chunk) - mean) @ v[:dims].t()
                       for s in range(0, n, chunk)])  # (N, dims)

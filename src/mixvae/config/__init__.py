@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+from mixvae.config.budget import for_data, images_seen
 from mixvae.config.presets import PRESETS, preset
 from mixvae.config.resolve import (
     ConfigFileError,
@@ -29,6 +30,8 @@ __all__ = [
     "TrainConfig",
     "config_from_dict",
     "config_from_json",
+    "for_data",
+    "images_seen",
     "load_config",
     "parse_overrides",
     "preset",

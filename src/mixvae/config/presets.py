@@ -55,6 +55,7 @@ def _default_preset() -> Overrides:
     }
     train = {
         "epochs": 8,
+        "budget_images": 480_000,  # 8 epochs of 60,000 images; fewer images get fewer (see config.budget)
         "batch_size": 256,
         "lr": 1e-3,
         "seed": 0,
@@ -89,13 +90,28 @@ PRESETS: dict[str, tuple[str, Callable[[], Overrides]]] = {
 }
 
 
-def preset(name: str, n_components: int = 10, image_shape: tuple[int, int] = (28, 28)) -> RunConfig:
-    """The RunConfig of a named preset."""
+def _for_vectors(model: dict[str, Any], train: dict[str, Any]) -> Overrides:
+    """A preset's recipe for real-valued vectors: the decoder's output is the mean of a Gaussian
+    with a learned variance (initially the data's, 1 in standardised units); views for the routing
+    regulariser add noise instead of deforming an image."""
+    model = {**model, "likelihood": "gaussian", "gaussian_std": 1.0}
+    train = {**train, "augment": False, "augment_flip": False, "binarize": False}
+    if train.get("manager_regulariser", "none") != "none":
+        train["view_noise"] = 0.1
+    return model, train
+
+
+def preset(name: str, n_components: int = 10, image_shape: tuple[int, int] = (28, 28),
+           input_type: str = "images") -> RunConfig:
+    """The RunConfig of a named preset, for images or (``input_type="vectors"``, ``image_shape``
+    (1, D)) real-valued vectors."""
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: expected one of {sorted(PRESETS)}")
     model, train = PRESETS[name][1]()
+    if input_type == "vectors":
+        model, train = _for_vectors(model, train)
     return RunConfig(
         preset=name,
-        model=ModelConfig(n_components=n_components, image_shape=image_shape, **model),
+        model=ModelConfig(n_components=n_components, image_shape=image_shape, input_type=input_type, **model),
         train=TrainConfig(**train),
     )

@@ -20,6 +20,7 @@ INITS = ("glorot_uniform", "torch")
 EXPERT_NETWORKS = ("mlp", "conv")
 REGULARISERS = ("none", "neighbours")
 NEIGHBOUR_SEARCHES = ("auto", "exact", "approximate")
+INPUT_TYPES = ("images", "vectors")
 
 
 class ConfigError(ValueError):
@@ -73,6 +74,11 @@ class ModelConfig:
         ``elbo``: the mixture ELBO sum_k q(k|x) [ELBO_k(x) + log pi_k - log q(k|x)] + balance.
     balance
         How the batch's routing is pushed towards uniform use of the experts.
+    input_type
+        ``images`` (pixels in [0, 1], ``image_shape`` (H, W)) or ``vectors``: real-valued features,
+        ``image_shape`` (1, D), standardised by ``feature_mean`` / ``feature_std`` (learned at fit)
+        and modelled by a Gaussian with a learned variance per expert and feature
+        (:mod:`mixvae.vectors`), ``gaussian_std`` being its initial value.
     """
 
     n_components: int = 10
@@ -95,12 +101,17 @@ class ModelConfig:
     channels: int = 1
     expert_network: str = "mlp"
     conv_channels: tuple[int, ...] = (32, 64)
+    input_type: str = "images"
+    feature_mean: tuple[float, ...] = ()  # vectors: the training data's mean of each feature, (D,)
+    feature_std: tuple[float, ...] = ()  # vectors: and its standard deviation, (D,)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "manager_hidden", "image_shape", "conv_channels"):
+        for name in ("hidden", "manager_hidden", "image_shape", "conv_channels", "feature_mean", "feature_std"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
+        for name in ("feature_mean", "feature_std"):
+            object.__setattr__(self, name, tuple(float(v) for v in getattr(self, name)))
         check_positive_int("n_components", self.n_components)
         check_positive_int("latent_dim", self.latent_dim)
         _sizes("hidden", self.hidden)
@@ -119,6 +130,11 @@ class ModelConfig:
         _check(self.balance in BALANCES, "balance", self.balance, f"one of {BALANCES}")
         _check(self.balance_weight >= 0, "balance_weight", self.balance_weight, "a number >= 0")
         _check(self.kl_weight >= 0, "kl_weight", self.kl_weight, "a number >= 0")
+        _check(self.input_type in INPUT_TYPES, "input_type", self.input_type, f"one of {INPUT_TYPES}")
+        for name in ("feature_mean", "feature_std"):
+            n = len(getattr(self, name))
+            _check(n in (0, self.input_dim), name, f"<{n} values>", f"{self.input_dim} values (one per feature) or none")
+        _check(all(s > 0 for s in self.feature_std), "feature_std", "<values>", "numbers > 0")
         check_positive_int("channels", self.channels)
         _check(self.expert_network in EXPERT_NETWORKS, "expert_network", self.expert_network,
                f"one of {EXPERT_NETWORKS}")
@@ -128,6 +144,11 @@ class ModelConfig:
             least = 2 ** len(self.conv_channels)  # each layer halves the height and width
             _check(min(self.image_shape) >= least, "image_shape", self.image_shape,
                    f"height and width >= {least} for {len(self.conv_channels)} convolution layers")
+
+    @property
+    def array_shape(self) -> tuple[int, ...]:
+        """One image as an array: (H, W) in grayscale, (H, W, C) in colour."""
+        return tuple(self.image_shape) if self.channels == 1 else (*self.image_shape, self.channels)
 
     @property
     def input_dim(self) -> int:
@@ -147,6 +168,10 @@ class TrainConfig:
     """
 
     epochs: int = 100
+    # > 0: the training length in images seen by a dataset of 60,000 images; N images see
+    # budget_images * sqrt(N / 60,000), and epochs (with the epoch-numbered settings) follow
+    # from it (mixvae.config.budget); 0: train for ``epochs``
+    budget_images: int = 0
     batch_size: int = 100
     lr: float = 1e-3
     seed: int = 42
@@ -161,6 +186,7 @@ class TrainConfig:
     regulariser_warmup_epochs: int = 0  # the regulariser is off for this many epochs
     augment: bool = False  # the regulariser compares random affine views (rotation, zoom, shift)
     augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
+    view_noise: float = 0.0  # without augment, views add Gaussian noise of this std (vectors, standardised units)
     self_label_epoch: int = 0  # from this epoch on (0: never) the manager learns from its confident routings
     self_label_threshold: float = 0.99
     self_label_weight: float = 1.0
@@ -174,6 +200,10 @@ class TrainConfig:
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
         check_positive_int("batch_size", self.batch_size)
+        _check(isinstance(self.budget_images, int) and not isinstance(self.budget_images, bool)
+               and self.budget_images >= 0, "budget_images", self.budget_images, "an integer >= 0")
+        _check(isinstance(self.view_noise, (int, float)) and self.view_noise >= 0, "view_noise", self.view_noise,
+               "a number >= 0")
         _check(isinstance(self.lr, (int, float)) and self.lr > 0, "lr", self.lr, "a number > 0")
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.manager_regulariser in REGULARISERS, "manager_regulariser", self.manager_regulariser,
@@ -204,6 +234,7 @@ class RunConfig:
     preset: str = "default"
     data: str = "mnist"
     image_size: int | None = None
+    grayscale: bool = False  # colour images are converted to grayscale as they are loaded
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
