@@ -48,7 +48,7 @@ def evaluate_run(run_dir: Path, data: str | None = None, iw_samples: int = 0, iw
     computes it.
     """
     from mixvae.checkpoint import load_run
-    from mixvae.data import load_split_pair
+    from mixvae.data import folder_class_names, load_split_pair
     from mixvae.metrics import clustering_report
     from mixvae.plots import confusion_figure
 
@@ -59,6 +59,9 @@ def evaluate_run(run_dir: Path, data: str | None = None, iw_samples: int = 0, iw
         raise EvaluationError(f"the data's images are {shape}, but the model was trained on "
                               f"{tuple(cfg.model.image_shape)}")
     result: dict[str, Any] = {"run": str(run_dir), "data": data or cfg.data}
+    names = folder_class_names(data or cfg.data)
+    if names is not None:
+        result["class_names"] = names  # labels index them: the sub-folder names of an image folder
     for split, d in (("test", test), ("train", train)):
         if d is not None:
             result[split] = clustering_report(d.labels, predict_proba(module, d.images, device=device))
@@ -80,5 +83,5 @@ def evaluate_run(run_dir: Path, data: str | None = None, iw_samples: int = 0, iw
     main_split = result.get("test") or result.get("train")
     if main_split and "confusion" in main_split:
         confusion_figure(np.array(main_split["confusion"]), Path(run_dir) / "confusion.png",
-                         main_split["matched_class"])
+                         main_split["matched_class"], names)
     return result

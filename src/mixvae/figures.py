@@ -67,11 +67,13 @@ def write_figures(
     labels: np.ndarray | None = None,
     per_expert: int = 10,
     seed: int = 0,
+    class_names: list[str] | None = None,
 ) -> list[Path]:
     """Write the run's figures into ``run_dir``; return the paths written.
 
     ``images`` uint8 (N, H, W) are held-out images (reconstructions, confusion); ``labels``, when
-    given, are used only for the confusion matrix and to name the experts by matched class.
+    given, are used only for the confusion matrix and to name the experts by matched class;
+    ``class_names`` (indexed by label) name the classes, e.g. an image folder's sub-folders.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -89,9 +91,9 @@ def write_figures(
         probs = predict_proba(module, images, device=dev)  # (N, K)
         rep = clustering_report(labels, probs)
         if labels is not None:
-            names = [f"expert {k}: {m}" for k, m in enumerate(rep["matched_class"])]
+            names = [f"expert {k}: {class_names[m] if class_names else m}" for k, m in enumerate(rep["matched_class"])]
             written.append(plots.confusion_figure(np.array(rep["confusion"]), run_dir / "confusion.png",
-                                                  rep["matched_class"]))
+                                                  rep["matched_class"], class_names))
         n = min(16, len(images))
         x = images_to_tensor(images, 0, n).to(dev)  # (n, D)
         rec, k = reconstruction_images(module, x)
@@ -115,7 +117,7 @@ def write_figures(
 def figures_for_run(run_dir: Path, device: str = "cpu") -> list[Path]:
     """Load a run folder's model, records and held-out data, and write its figures."""
     from mixvae.checkpoint import load_run
-    from mixvae.data import DataError, load_split_pair
+    from mixvae.data import DataError, folder_class_names, load_split_pair
     from mixvae.runfolder import read_metrics
 
     module, cfg = load_run(run_dir, device)
@@ -128,4 +130,4 @@ def figures_for_run(run_dir: Path, device: str = "cpu") -> list[Path]:
         images, labels = None, None
     if images is not None and tuple(images.shape[1:3]) != tuple(cfg.model.image_shape):
         images, labels = None, None
-    return write_figures(run_dir, module, records, images, labels)
+    return write_figures(run_dir, module, records, images, labels, class_names=folder_class_names(cfg.data))

@@ -129,7 +129,11 @@ def curves_figure(records: list[dict], path: Path) -> Path:
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title, fontsize=9)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:  # no test split: nothing to label (matplotlib would warn)
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no labelled test split", ha="center", va="center", transform=ax.transAxes,
+                    color="#888")
     axes[1].set_ylim(0, 1)
     return _finish(fig, path)
 

@@ -16,7 +16,7 @@ import yaml
 
 from mixvae.atomic import atomic_write
 from mixvae.figures import FIGURES
-from mixvae.runfolder import CONFIG_FILE, REPORT_FILE, read_eval, read_metrics
+from mixvae.runfolder import CONFIG_FILE, REPORT_FILE, matched_classes, read_eval, read_metrics
 
 __all__ = ["write_report"]
 
@@ -86,8 +86,9 @@ def _eval_tables(ev: dict[str, Any], K: int) -> str:
     out = _table(["split", "images", "ACC", "NMI", "ARI", "experts used", "routing entropy"], rows) if rows else ""
     main = ev.get("test") or ev.get("train") or {}
     if "usage" in main:
-        per = [[k, main["usage"][k], *( [main["matched_class"][k], main["purity"][k]] if "matched_class" in main
-                                         else [])] for k in range(len(main["usage"]))]
+        matched = matched_classes(ev)
+        per = [[k, main["usage"][k], *([matched[k], main["purity"][k]] if matched is not None else [])]
+               for k in range(len(main["usage"]))]
         head = ["expert", "share of images"] + (["matched class", "purity"] if "matched_class" in main else [])
         out += "<h3>Experts</h3>" + _table(head, per)
     return out

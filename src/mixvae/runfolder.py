@@ -8,6 +8,7 @@ A run folder holds::
     neighbours.npy       the neighbour graph of the training images (and neighbours.json: its origin)
     metrics.jsonl        one JSON record per finished epoch
     eval.json            the evaluation written by ``mixvae evaluate``
+    map.npz              the 2-D map of the training images drawn by ``mixvae serve``
     report.html          the page written by ``mixvae report``
     *.png                figures (see :data:`mixvae.figures.FIGURES`)
 
@@ -35,6 +36,7 @@ __all__ = [
     "ESTIMATOR_FILE",
     "EVAL_FILE",
     "LOCK_FILE",
+    "MAP_FILE",
     "METRICS_FILE",
     "PROGRESS_FILE",
     "REPORT_FILE",
@@ -43,6 +45,7 @@ __all__ = [
     "RunFolderError",
     "RunLock",
     "clear_run",
+    "matched_classes",
     "read_eval",
     "read_metrics",
     "write_eval",
@@ -59,6 +62,7 @@ PROGRESS_FILE = "progress.png"
 ESTIMATOR_FILE = "estimator.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
+MAP_FILE = "map.npz"  # the app's 2-D map of the training images, with the weights' checksum it belongs to
 NEIGHBOURS_FILE = "neighbours.npy"  # the neighbour graph of the training images, built once per run
 NEIGHBOURS_META = "neighbours.json"  # what it was built from, and its checksum
 
@@ -138,13 +142,23 @@ def read_eval(run_dir: Path | str) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
+def matched_classes(ev: dict[str, Any]) -> list[str] | None:
+    """Each expert's matched class in an evaluation, as a user names it: the sub-folder name when the
+    classes come from an image folder's sub-folders, else the label; None without labels."""
+    r = ev.get("test") or ev.get("train") or {}
+    if "matched_class" not in r:
+        return None
+    names = ev.get("class_names") or []
+    return [str(names[c]) if 0 <= c < len(names) else str(c) for c in r["matched_class"]]
+
+
 def write_eval(run_dir: Path | str, result: dict[str, Any]) -> None:
     atomic_write(Path(run_dir) / EVAL_FILE, json.dumps(result, indent=2).encode())
 
 
 # what a run writes (everything but the lock), removed when a run folder is overwritten
 _RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE,
-              NEIGHBOURS_FILE, NEIGHBOURS_META)
+              NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE)
 
 
 def clear_run(run_dir: Path | str) -> None:

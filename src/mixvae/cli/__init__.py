@@ -1,4 +1,4 @@
-"""The command line: ``mixvae fetch | train | evaluate | sample | predict | report | presets``.
+"""The command line: ``mixvae fetch | train | evaluate | sample | predict | assign | serve | report | presets``.
 
 torch is imported only inside the commands that need it, so ``mixvae --help`` answers at once.
 Every error a user can fix is one line on stderr and exit status 2.
@@ -56,6 +56,26 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
                    help="also log per-epoch scalars to RUN/tensorboard (needs: pip install 'mixvae[tensorboard]')")
 
 
+def _explore_parsers(sub: Any) -> None:
+    a = sub.add_parser("assign", help="write a CSV: each image's expert, probabilities and outlier score")
+    a.add_argument("run", type=Path)
+    a.add_argument("--data", required=True, help="image folder, .npz/.npy file, IDX folder, mnist or fashion-mnist")
+    a.add_argument("--out", type=Path, required=True, help="CSV file to write")
+    a.add_argument("--split", choices=("train", "test"), default="train", help="for data with two splits")
+    a.add_argument("--sort-into", type=Path, metavar="DIR", help="one folder per expert of links to the image files")
+    a.add_argument("--copy", action="store_true", help="with --sort-into: copy the files instead of linking them")
+    a.add_argument("--iw", type=int, default=10, metavar="K", help="draws per expert of the outlier score's bound")
+    a.add_argument("--batch-size", type=int, default=1000, help="images read and scored at a time")
+    a.add_argument("--overwrite", action="store_true", help="replace --out and the expert folders of --sort-into")
+    a.add_argument("--device", default="cpu")
+    a.add_argument("--quiet", action="store_true", help="no progress bar")
+    v = sub.add_parser("serve", help="explore a run in the browser (needs: pip install 'mixvae[app]')")
+    v.add_argument("run", type=Path, help="a run folder, or a folder written by MixtureVAE.save")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--device", default="cpu")
+
+
 def parser() -> argparse.ArgumentParser:
     """The ``mixvae`` argument parser."""
     p = _Parser(prog="mixvae",
@@ -80,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     pr = sub.add_parser("predict", help="print the expert each image is routed to, and its probability")
     pr.add_argument("run", type=Path)
     pr.add_argument("files", nargs="+", type=Path, help="image files (PNG/JPEG) or .npy/.npz arrays")
+    _explore_parsers(sub)
     rp = sub.add_parser("report", help="write RUN/report.html: figures, metrics and config on one offline page")
     rp.add_argument("run", type=Path)
     rp.add_argument("--device", default="cpu")
@@ -88,11 +109,11 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _commands() -> dict[str, Callable[[argparse.Namespace], int]]:
-    from mixvae.cli import run, use
+    from mixvae.cli import explore, run, use
 
     return {"fetch": use.cmd_fetch, "train": run.cmd_train, "evaluate": use.cmd_evaluate,
             "sample": use.cmd_sample, "predict": use.cmd_predict, "report": use.cmd_report,
-            "presets": use.cmd_presets}
+            "presets": use.cmd_presets, "assign": explore.cmd_assign, "serve": explore.cmd_serve}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

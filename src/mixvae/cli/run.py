@@ -140,15 +140,16 @@ def _run_training(args: argparse.Namespace, cfg: Any, out: Path, train: Any, tes
         if distributed and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
     if main_rank:
-        _finish(out, module, history.records, test if test is not None else train, log)
+        _finish(out, module, history.records, test if test is not None else train, log, cfg.data)
     return 0
 
 
-def _finish(out: Path, module: Any, records: list[dict[str, Any]], shown: Any, log: Any) -> None:
+def _finish(out: Path, module: Any, records: list[dict[str, Any]], shown: Any, log: Any, source: str) -> None:
+    from mixvae.data import folder_class_names
     from mixvae.figures import write_figures
     from mixvae.runfolder import WEIGHTS_FILE
 
-    write_figures(out, module, records, shown.images, shown.labels)
+    write_figures(out, module, records, shown.images, shown.labels, class_names=folder_class_names(source))
     if records and log:
         last = records[-1]
         if "test_acc" in last:

@@ -35,6 +35,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def print_table(result: dict[str, Any], K: int) -> None:
+    from mixvae.runfolder import matched_classes
+
     """The evaluation as a small table, then the experts' matched classes and the IW bound."""
     rows = [("split", "ACC", "NMI", "ARI", "experts used")]
     for split in ("test", "train"):
@@ -51,9 +53,10 @@ def print_table(result: dict[str, Any], K: int) -> None:
         if j == 0:
             print("  ".join("-" * w for w in widths))
     r = result.get("test") or result.get("train")
-    if r and "matched_class" in r:
+    matched = matched_classes(result)
+    if r and matched is not None:
         print("expert -> matched class (purity): " + ", ".join(
-            f"{k}->{c} ({p:.2f})" for k, (c, p) in enumerate(zip(r["matched_class"], r["purity"]))))
+            f"{k}->{c} ({p:.2f})" for k, (c, p) in enumerate(zip(matched, r["purity"]))))
     if "log_likelihood" in result:
         ll = result["log_likelihood"]
         print(f"log-likelihood bound (IW, k={ll['iw_samples']}, {ll['images']} {ll['split']} images, "
@@ -66,7 +69,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from mixvae.checkpoint import load_run
     from mixvae.plots import sample_grid
-    from mixvae.runfolder import read_eval
+    from mixvae.runfolder import matched_classes, read_eval
 
     if args.per_expert < 1:
         raise UsageError(f"--per-expert {args.per_expert} is invalid: expected an integer >= 1")
@@ -74,9 +77,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     K = cfg.model.n_components
     gen = torch.Generator().manual_seed(args.seed)
     rows = [module.sample(args.per_expert, k, generator=gen).numpy() for k in range(K)]
-    ev = read_eval(args.run)
-    r = ev.get("test") or ev.get("train") or {}
-    labels = ([f"expert {k}: {c}" for k, c in enumerate(r["matched_class"])] if "matched_class" in r
+    matched = matched_classes(read_eval(args.run))
+    labels = ([f"expert {k}: {c}" for k, c in enumerate(matched)] if matched is not None
               else [f"expert {k}" for k in range(K)])
     out = args.out or Path(args.run) / "samples.png"
     sample_grid(np.stack(rows), cfg.model.image_shape, out, labels, title=f"{args.per_expert} samples per expert")

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from mixvae.data.arrays import DataError, ImageData, check_images
 from mixvae.data.builtin import BUILTIN, fetch, mixvae_home
-from mixvae.data.folders import LazyImages, read_image
+from mixvae.data.folders import LazyImages, folder_class_names, image_files, read_image
 from mixvae.data.loading import load, load_split_pair
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "LazyImages",
     "check_images",
     "fetch",
+    "folder_class_names",
+    "image_files",
     "load",
     "load_split_pair",
     "mixvae_home",

@@ -49,6 +49,28 @@ def read_image(path: Path, image_size: int | tuple[int, int] | None) -> np.ndarr
         raise DataError(f"cannot read image {path} ({reason}); expected a valid PNG/JPEG/BMP/GIF file.") from None
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder``, sorted by path relative to it (hidden names skipped): the
+    order in which a folder's images are loaded."""
+    return _find_image_files(folder)
+
+
+def folder_class_names(source: str | Path) -> list[str] | None:
+    """The class names of a folder whose images each sit in one sub-folder: the sorted sub-folder
+    names, indexed by the labels :func:`load_folder` gives. None for any other source."""
+    from mixvae.data.builtin import builtin_name
+
+    if builtin_name(source) is not None:
+        return None
+    folder = Path(source).expanduser()
+    if not folder.is_dir() or any(p.is_file() and idx_kind(p.name) for p in folder.iterdir()):
+        return None
+    parts = [p.relative_to(folder).parts for p in _find_image_files(folder)]
+    if not parts or not all(len(x) == 2 for x in parts):
+        return None
+    return sorted({x[0] for x in parts})
+
+
 def _folder_labels(folder: Path, files: list[Path]) -> np.ndarray | None:
     parents = [p.relative_to(folder).parts for p in files]
     if not all(len(parts) == 2 for parts in parents):

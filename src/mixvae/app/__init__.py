@@ -1,0 +1,82 @@
+"""``mixvae serve``: a local web app over a run folder (needs the extra: ``pip install 'mixvae[app]'``).
+
+Pages: Clusters, Expert, Try an image, Map, Outliers, Training (see :mod:`mixvae.app.views`).
+Every script and style is served from this package (plotly's script from plotly's own package),
+so the app works without the internet. :func:`create_app` builds the Flask app around one
+:class:`Explorer`; :func:`make_server` serves it from threads.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from flask import Flask, Response, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.serving import BaseWSGIServer
+from werkzeug.serving import make_server as werkzeug_server
+
+from mixvae.app.explorer import Explorer
+from mixvae.app.images import MAX_UPLOAD_BYTES
+
+__all__ = ["Explorer", "check_address", "create_app", "make_server"]
+
+
+def _plotly_js() -> Path:
+    import plotly
+
+    return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
+
+
+def create_app(explorer: Explorer) -> Flask:
+    """The Flask app over ``explorer`` (shared by every request; its model calls hold its lock)."""
+    from mixvae.app.views import pages
+
+    here = Path(__file__).parent
+    app = Flask(__name__, static_folder=str(here / "static"), template_folder=str(here / "templates"))
+    app.config.update(EXPLORER=explorer, MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, MAX_FORM_MEMORY_SIZE=MAX_UPLOAD_BYTES)
+    app.register_blueprint(pages)
+
+    @app.route("/vendor/plotly.min.js")
+    def plotly_js() -> Response:
+        from flask import send_file
+
+        return send_file(_plotly_js(), mimetype="text/javascript", max_age=86400)
+
+    @app.errorhandler(HTTPException)
+    def http_error(e: HTTPException) -> Response:
+        """Every error is a short message (JSON for the API, text for a page), never a traceback."""
+        status = e.code or 500
+        message = e.description if status != 413 else f"the request is over the limit of {MAX_UPLOAD_BYTES} bytes"
+        if request.path.startswith("/api/"):
+            from flask import jsonify
+
+            response = jsonify(error=message)
+            response.status_code = status
+            return response
+        return Response(f"{status} {e.name}: {message}\n", status=status, mimetype="text/plain")
+
+    @app.after_request
+    def headers(response: Response) -> Response:
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Content-Security-Policy"] = ("default-src 'self'; img-src 'self' data: blob:; "
+                                                       "style-src 'self' 'unsafe-inline'")
+        return response
+
+    return app
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise OSError (address in use, not this machine's, ...) unless a server can listen on host:port."""
+    import socket
+
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[:1]:
+        with socket.socket(family, kind, proto) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server sets it
+            s.bind(address)
+
+
+def make_server(app: Flask, host: str = "127.0.0.1", port: int = 8000) -> BaseWSGIServer:
+    """A threaded server for ``app`` on host:port (port 0: a free one, see ``server.server_port``);
+    OSError when it cannot listen there."""
+    check_address(host, port)  # werkzeug would print its own message and exit
+    return werkzeug_server(host, port, app, threaded=True)

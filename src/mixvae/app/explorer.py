@@ -1,0 +1,247 @@
+"""What the app shows, computed from a run: one :class:`Explorer`, loaded once and shared by every request.
+
+The model is loaded once; each image's routing and outlier score are computed once at start
+(through :mod:`mixvae.assign`, as ``mixvae assign`` computes them); the 2-D map once per set of
+weights, kept in the run folder (:data:`mixvae.runfolder.MAP_FILE`). Every use of the model holds one lock, so
+concurrent requests never interleave inside torch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mixvae.assign import Assignments, array_shape, assign
+from mixvae.config import RunConfig
+from mixvae.inference import images_to_tensor
+from mixvae.model import MixtureModule
+
+__all__ = ["Explorer", "Routed", "embed"]
+
+MAP_NEIGHBOURS = 15
+UMAP_FROM = 5000  # images; t-SNE below (measured: 120 images, UMAP 38 s with its compilation, t-SNE 1 s)
+
+
+@dataclass
+class Routed:
+    """One image routed through the model: q(k|x), its score and every expert's reconstruction."""
+
+    probabilities: list[float]
+    outlier_score: float
+    reconstructions: np.ndarray  # (K, H, W) or (K, H, W, C) uint8
+
+
+def embed(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
+    """A 2-D embedding of ``features`` (N, F) -> ((N, 2) float32, the method's name).
+
+    UMAP from :data:`UMAP_FROM` images up (its first call in a process compiles for a minute);
+    scikit-learn's t-SNE below, where it takes seconds; PCA below 5 images.
+    """
+    n = len(features)
+    if n < UMAP_FROM:
+        return _small_embedding(features, seed)
+    import warnings
+
+    import umap
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # umap's note that a seed means one thread
+        reducer = umap.UMAP(n_neighbors=MAP_NEIGHBOURS, min_dist=0.1, random_state=seed)
+        return reducer.fit_transform(features).astype(np.float32), "umap"
+
+
+def _small_embedding(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
+    n = len(features)
+    if n >= 5:
+        from sklearn.manifold import TSNE
+
+        xy = TSNE(2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(features)
+        return xy.astype(np.float32), "tsne"
+    from sklearn.decomposition import PCA
+
+    out = np.zeros((n, 2), np.float32)
+    if n > 1:
+        d = min(2, n, features.shape[1])
+        out[:, :d] = PCA(d).fit_transform(features)
+    return out, "pca"
+
+
+def _to_uint8(x: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
+    """Pixels in [0, 1], (..., D) -> uint8 (..., *shape): (H, W), or (H, W, C) in colour."""
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy().reshape(*x.shape[:-1], *shape)
+
+
+class Explorer:
+    """A trained model, the images it was trained on (when they can be found) and their routing."""
+
+    def __init__(self, run: Path, module: MixtureModule, cfg: RunConfig, images: Any | None,
+                 sources: list[str], assigned: Assignments | None, records: list[dict[str, Any]],
+                 evaluation: dict[str, Any]):
+        self.run, self.module, self.cfg = Path(run), module, cfg
+        self.images, self.sources, self.assigned = images, sources, assigned
+        self.records, self.evaluation = records, evaluation
+        self.lock = threading.Lock()
+        self._map: np.ndarray | None = None
+
+    # ----------------------------------------------------------------- opening
+    @classmethod
+    def open(cls, run: Path | str, device: str = "cpu", log: Callable[[str], None] = print,
+             iw_samples: int = 1) -> Explorer:
+        """Load a run folder (or a folder written by ``MixtureVAE.save``) and route its images."""
+        from mixvae.checkpoint import load_run
+        from mixvae.data import DataError
+        from mixvae.runfolder import matched_classes, read_eval, read_metrics
+
+        run = Path(run)
+        module, cfg = load_run(run, device)
+        images: Any | None = None
+        sources: list[str] = []
+        try:
+            images, sources = cls._training_images(cfg)
+        except (DataError, OSError) as e:
+            log(f"mixvae: the app shows no members: the training images cannot be read ({e})")
+        assigned = None
+        if images is not None:
+            log(f"mixvae: routing and scoring {len(images)} images")
+            assigned = assign(module, images, sources, iw_samples=iw_samples, binarize=cfg.train.binarize,
+                              device=device)
+            assigned.matched_class = matched_classes(read_eval(run))
+        return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run))
+
+    @staticmethod
+    def _training_images(cfg: RunConfig) -> tuple[Any | None, list[str]]:
+        from mixvae.data import image_files, load
+        from mixvae.data.builtin import builtin_name
+
+        if cfg.data in ("", "array"):  # an estimator fitted on an array: nothing to show
+            return None, []
+        options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 and hasattr(cfg, "grayscale") else {}
+        images = load(cfg.data, "train", image_size=cfg.image_size, log=lambda m: None, **options).images
+        if tuple(images.shape[1:]) != array_shape(cfg):
+            return None, []
+        path = Path(cfg.data).expanduser()
+        if builtin_name(cfg.data) is None and path.is_dir():
+            files = image_files(path)
+            if len(files) == len(images):
+                return images, [f.relative_to(path).as_posix() for f in files]
+        return images, [str(i) for i in range(len(images))]
+
+    # ----------------------------------------------------------------- facts
+    @property
+    def n_experts(self) -> int:
+        return self.cfg.model.n_components
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """One image as an array: (H, W), or (H, W, C) in colour."""
+        return array_shape(self.cfg)
+
+    @property
+    def latent_dim(self) -> int:
+        return self.cfg.model.latent_dim
+
+    def matched(self, k: int) -> str | None:
+        names = self.assigned.matched_class if self.assigned is not None else None
+        return names[k] if names else None
+
+    def members(self, k: int) -> np.ndarray:
+        """The images routed to expert k, most probable first."""
+        if self.assigned is None:
+            return np.zeros(0, np.int64)
+        a = self.assigned
+        idx = np.flatnonzero(a.expert == k)
+        return idx[np.lexsort((idx, -a.probability[idx]))]
+
+    def outliers(self, n: int) -> np.ndarray:
+        """The n images with the highest outlier score (lowest likelihood bound)."""
+        if self.assigned is None:
+            return np.zeros(0, np.int64)
+        return np.argsort(self.assigned.outlier_rank, kind="stable")[:n]
+
+    def image(self, i: int) -> np.ndarray:
+        assert self.images is not None
+        return np.asarray(self.images[i:i + 1])[0]
+
+    # ----------------------------------------------------------------- the model
+    @torch.no_grad()
+    def samples(self, k: int, n: int, temperature: float, seed: int) -> np.ndarray:
+        """n images decoded by expert k from z ~ N(0, temperature^2 I) -> (n, *shape) uint8."""
+        gen = torch.Generator().manual_seed(seed)
+        z = torch.randn(n, self.latent_dim, generator=gen) * temperature  # (n, L)
+        return self.decode(k, z)
+
+    @torch.no_grad()
+    def decode(self, k: int, z: torch.Tensor) -> np.ndarray:
+        """Expert k's mean image for each z (n, L) -> (n, *shape) uint8."""
+        with self.lock:
+            dev = next(self.module.parameters()).device
+            zk = z.to(dev).expand(self.n_experts, *z.shape)  # (K, n, L)
+            return _to_uint8(self.module.decode(zk)[k], self.shape)
+
+    @torch.no_grad()
+    def route(self, image: np.ndarray) -> Routed:
+        """Route one uint8 image (:attr:`shape`): probabilities, outlier score, every expert's reconstruction."""
+        from mixvae.inference import log_likelihood
+
+        with self.lock:
+            dev = next(self.module.parameters()).device
+            x = images_to_tensor(image[None]).to(dev)  # (1, D)
+            probs = self.module.predict_proba(x)[0].cpu()
+            mu, _ = self.module.encode(x)  # (K, 1, L)
+            recon = _to_uint8(self.module.decode(mu)[:, 0], self.shape)  # (K, *shape)
+            score = -float(log_likelihood(self.module, image[None], 1, binarize=self.cfg.train.binarize,
+                                          device=dev)[0])
+        return Routed([float(p) for p in probs], score, recon)
+
+    # ----------------------------------------------------------------- the map
+    @torch.no_grad()
+    def features(self) -> np.ndarray:
+        """The manager's last hidden layer for every image, (N, F): the space the routing is read from."""
+        assert self.images is not None
+        manager = self.module.manager
+        net = getattr(manager, "net", None)
+        head = net[:-1] if isinstance(net, torch.nn.Sequential) and len(net) > 1 else manager
+        out = []
+        with self.lock:
+            dev = next(self.module.parameters()).device
+            for start in range(0, len(self.images), 1000):
+                out.append(head(images_to_tensor(self.images, start, start + 1000).to(dev)).float().cpu())
+        return torch.cat(out).numpy()
+
+    def map(self, log: Callable[[str], None] | None = None) -> np.ndarray:
+        """(N, 2) map of the images; computed once for these weights and kept in the run folder."""
+        if self._map is not None:
+            return self._map
+        from mixvae.atomic import atomic_write, file_sha256
+        from mixvae.runfolder import MAP_FILE, WEIGHTS_FILE
+
+        digest = file_sha256(self.run / WEIGHTS_FILE)
+        path = self.run / MAP_FILE
+        if path.exists():
+            with np.load(path) as cached:
+                if str(cached["weights_sha256"]) == digest and len(cached["xy"]) == len(self.sources):
+                    self._map = cached["xy"]
+                    return self._map
+        if log:
+            log(f"mixvae: computing the map of {len(self.sources)} images (once; kept in {path})")
+        xy, method = embed(self.features())
+        import io
+
+        buf = io.BytesIO()
+        np.savez(buf, xy=xy, weights_sha256=np.array(digest), method=np.array(method))
+        atomic_write(path, buf.getvalue())
+        self._map = xy
+        return xy
+
+    def summary(self) -> dict[str, Any]:
+        """A few facts for page headers, as JSON."""
+        return {"run": self.run.name, "experts": self.n_experts, "images": len(self.sources),
+                "shape": list(self.shape), "latent_dim": self.latent_dim,
+                "config": json.loads(self.cfg.to_json())["model"]}

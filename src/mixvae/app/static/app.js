@@ -1,0 +1,141 @@
+// mixvae serve: the interactive parts of the pages (no dependency but plotly on the map page).
+"use strict";
+const mixvae = (() => {
+  const $ = (sel) => document.querySelector(sel);
+
+  function expertPage() {
+    const samples = $("#samples"), k = samples.dataset.expert;
+    const temp = $("#temperature"), tempOut = $("#temperature-value");
+    let batch = 0;
+    const resample = () => {
+      batch += 1;
+      const t = Number(temp.value);
+      tempOut.textContent = t.toFixed(2);
+      [...samples.querySelectorAll("img")].forEach((img, i) => {
+        img.src = `/sample/${k}/${batch * 1000 + i}.png?t=${t}`;
+      });
+    };
+    temp.addEventListener("change", resample);
+    temp.addEventListener("input", () => { tempOut.textContent = Number(temp.value).toFixed(2); });
+    $("#resample").addEventListener("click", resample);
+    const decoded = $("#decoded"), sliders = [...document.querySelectorAll("#sliders input.z")];
+    let pending = null;
+    const redraw = () => {
+      if (pending) return;  // one request in flight at a time; the last position wins
+      pending = setTimeout(() => {
+        pending = null;
+        decoded.src = `/decode/${k}.png?z=${sliders.map((s) => s.value).join(",")}`;
+      }, 30);
+    };
+    sliders.forEach((s) => s.addEventListener("input", redraw));
+    $("#zero").addEventListener("click", () => { sliders.forEach((s) => { s.value = 0; }); redraw(); });
+  }
+
+  function showRouting(answer) {
+    const chart = $("#chart");
+    chart.innerHTML = "";
+    chart.dataset.probabilities = JSON.stringify(answer.probabilities);
+    answer.probabilities.forEach((p, k) => {
+      const row = document.createElement("div");
+      row.className = "bar" + (k === answer.expert ? " top" : "");
+      const name = answer.matched[k] !== null ? `expert ${k} (${answer.matched[k]})` : `expert ${k}`;
+      row.innerHTML = `<span class="name"></span><span class="fill"></span><span class="p"></span>`;
+      row.querySelector(".name").textContent = name;
+      row.querySelector(".fill").style.width = `${(100 * p).toFixed(1)}%`;
+      row.querySelector(".p").textContent = p.toFixed(3);
+      chart.appendChild(row);
+    });
+    $("#score").textContent = answer.outlier_score.toFixed(1);
+    const recons = $("#recons");
+    recons.innerHTML = "";
+    answer.reconstructions.forEach((uri, k) => {
+      const fig = document.createElement("figure");
+      fig.innerHTML = `<img alt="reconstruction by expert ${k}"><figcaption>${k}</figcaption>`;
+      fig.querySelector("img").src = uri;
+      recons.appendChild(fig);
+    });
+  }
+
+  async function send(body, headers) {
+    const message = $("#message");
+    const r = await fetch("/api/route", {method: "POST", body, headers});
+    const answer = await r.json();
+    if (!r.ok) { message.textContent = answer.error; return; }
+    message.textContent = "";
+    showRouting(answer);
+  }
+
+  function tryPage() {
+    const canvas = $("#canvas"), ctx = canvas.getContext("2d");
+    const clear = () => { ctx.fillStyle = "black"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+    clear();
+    ctx.strokeStyle = "white"; ctx.lineWidth = 22; ctx.lineCap = "round"; ctx.lineJoin = "round";
+    let last = null;
+    const at = (e) => {
+      const b = canvas.getBoundingClientRect();
+      return [(e.clientX - b.left) * canvas.width / b.width, (e.clientY - b.top) * canvas.height / b.height];
+    };
+    const route = () => canvas.toBlob((blob) => {
+      const form = new FormData();
+      form.append("image", blob, "drawing.png");
+      send(form);
+    }, "image/png");
+    canvas.addEventListener("pointerdown", (e) => { last = at(e); canvas.setPointerCapture(e.pointerId); });
+    canvas.addEventListener("pointermove", (e) => {
+      if (!last) return;
+      const p = at(e);
+      ctx.beginPath(); ctx.moveTo(...last); ctx.lineTo(...p); ctx.stroke();
+      last = p;
+    });
+    const up = () => { if (last) { last = null; route(); } };
+    canvas.addEventListener("pointerup", up);
+    canvas.addEventListener("pointercancel", up);
+    $("#clear").addEventListener("click", clear);
+    $("#file").addEventListener("change", (e) => {
+      const file = e.target.files[0];
+      if (!file) return;
+      const form = new FormData();
+      form.append("image", file, file.name);
+      send(form);
+    });
+  }
+
+  async function mapPage() {
+    const r = await fetch("/api/map");
+    const m = await r.json();
+    const K = Number(document.body.dataset.experts);
+    const traces = [];
+    for (let k = 0; k < K; k++) {
+      const idx = m.expert.flatMap((e, i) => (e === k ? [i] : []));
+      const label = m.matched && m.matched[k] !== null ? `expert ${k} (${m.matched[k]})` : `expert ${k}`;
+      traces.push({type: "scattergl", mode: "markers", name: label, x: idx.map((i) => m.x[i]),
+        y: idx.map((i) => m.y[i]), customdata: idx, text: idx.map((i) => m.source[i]),
+        hovertemplate: "%{text}<extra>" + label + "</extra>", marker: {size: 4, opacity: 0.7}});
+    }
+    const el = $("#map");
+    await Plotly.newPlot(el, traces, {margin: {l: 20, r: 20, t: 20, b: 20}, legend: {itemsizing: "constant"},
+      xaxis: {showticklabels: false, zeroline: false}, yaxis: {showticklabels: false, zeroline: false}},
+      {responsive: true, displaylogo: false});
+    el.dataset.points = String(m.x.length);
+    const pick = async (e) => {
+      const i = e.points[0].customdata;
+      const info = await (await fetch(`/api/image/${i}`)).json();
+      const box = $("#picked");
+      box.innerHTML = `<img alt="picked image"><p class="src"></p><p class="route"></p><a>open the expert</a>`;
+      box.querySelector("img").src = `/image/${i}.png`;
+      box.querySelector(".src").textContent = info.source;
+      box.querySelector(".route").textContent =
+        `expert ${info.expert} (p=${info.probability.toFixed(3)}), runner-up ${info.runner_up}; outlier rank ${info.rank}`;
+      box.querySelector("a").href = `/expert/${info.expert}`;
+    };
+    el.on("plotly_hover", pick);
+    el.on("plotly_click", pick);
+  }
+
+  const pages = {expert: expertPage, try: tryPage, map: mapPage};
+  document.addEventListener("DOMContentLoaded", () => {
+    const run = pages[document.body.dataset.page];
+    if (run) run();
+  });
+  return pages;
+})();

@@ -1,0 +1,199 @@
+"""The app's pages and its small JSON and PNG answers, as Flask views over one :class:`Explorer`.
+
+No request parameter names a file: images are addressed by index (an int checked against the
+data), figures by a name from :data:`mixvae.figures.FIGURES`, scripts by Flask's static route
+inside the package. Anything else is a 404.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from flask import Blueprint, Response, abort, current_app, jsonify, render_template, request, send_file
+
+from mixvae.app.explorer import Explorer
+from mixvae.app.images import BadImage, data_uri, pixels_image, png_bytes, upload_image
+
+__all__ = ["PER_PAGE", "pages"]
+
+PER_PAGE = 48  # members per page of an expert
+ROW = 8  # typical and borderline members, and samples, shown per expert on the clusters page
+MAX_SAMPLES = 64
+
+pages = Blueprint("pages", __name__)
+
+
+def explorer() -> Explorer:
+    return current_app.config["EXPLORER"]  # type: ignore[no-any-return]
+
+
+def _png(image: np.ndarray) -> Response:
+    return Response(png_bytes(image), mimetype="image/png", headers={"Cache-Control": "max-age=3600"})
+
+
+def _expert(k: int) -> int:
+    if not 0 <= k < explorer().n_experts:
+        abort(404)
+    return k
+
+
+def _number(name: str, default: float, low: float, high: float) -> float:
+    raw = request.args.get(name)
+    try:
+        value = default if raw is None else float(raw)
+    except ValueError:
+        abort(400, f"{name}={raw!r} is not a number")
+    if not math.isfinite(value) or not low <= value <= high:
+        abort(400, f"{name}={raw} is out of range: expected {low}..{high}")
+    return value
+
+
+def _items(ex: Explorer, indices: np.ndarray) -> list[dict[str, Any]]:
+    a = ex.assigned
+    assert a is not None
+    rank = a.outlier_rank
+    return [{"index": int(i), "source": a.sources[i], "expert": int(a.expert[i]),
+             "probability": float(a.probability[i]), "runner_up": int(a.runner_up[i]),
+             "score": float(a.outlier_score[i]), "rank": int(rank[i])} for i in indices]
+
+
+# ----------------------------------------------------------------- pages
+@pages.route("/")
+def clusters() -> str:
+    ex = explorer()
+    rows = []
+    for k in range(ex.n_experts):
+        members = ex.members(k)
+        rows.append({"k": k, "size": len(members), "matched": ex.matched(k),
+                     "typical": _items(ex, members[:ROW]) if len(members) else [],
+                     "borderline": _items(ex, members[::-1][:ROW]) if len(members) else []})
+    return render_template("clusters.html", ex=ex, rows=rows, samples=range(ROW // 2), page="clusters")
+
+
+@pages.route("/expert/<int:k>")
+def expert(k: int) -> str:
+    ex = explorer()
+    _expert(k)
+    members = ex.members(k)
+    pages_total = max(1, math.ceil(len(members) / PER_PAGE))
+    page = int(_number("page", 1, 1, pages_total))
+    shown = members[(page - 1) * PER_PAGE:page * PER_PAGE]
+    return render_template("expert.html", ex=ex, k=k, matched=ex.matched(k), size=len(members),
+                           items=_items(ex, shown) if len(shown) else [], page_no=page, pages_total=pages_total,
+                           page="expert")
+
+
+@pages.route("/try")
+def try_image() -> str:
+    return render_template("try.html", ex=explorer(), page="try")
+
+
+@pages.route("/map")
+def map_page() -> str:
+    return render_template("map.html", ex=explorer(), page="map")
+
+
+@pages.route("/outliers")
+def outliers() -> str:
+    ex = explorer()
+    return render_template("outliers.html", ex=ex, items=_items(ex, ex.outliers(PER_PAGE)) if ex.assigned else [],
+                           page="outliers")
+
+
+@pages.route("/training")
+def training() -> str:
+    from mixvae.figures import FIGURES
+
+    ex = explorer()
+    figures = [(name, caption) for name, caption in FIGURES.items() if (ex.run / name).is_file()]
+    last = ex.records[-1] if ex.records else {}
+    return render_template("training.html", ex=ex, figures=figures, last=last, records=ex.records,
+                           page="training")
+
+
+# ----------------------------------------------------------------- images
+@pages.route("/image/<int:i>.png")
+def image(i: int) -> Response:
+    ex = explorer()
+    if ex.images is None or not 0 <= i < len(ex.sources):
+        abort(404)
+    return _png(ex.image(i))
+
+
+@pages.route("/sample/<int:k>/<int:seed>.png")
+def sample(k: int, seed: int) -> Response:
+    t = _number("t", 1.0, 0.0, 3.0)
+    return _png(explorer().samples(_expert(k), 1, t, seed % 2**31)[0])
+
+
+@pages.route("/decode/<int:k>.png")
+def decode(k: int) -> Response:
+    ex = explorer()
+    _expert(k)
+    raw = request.args.get("z", "")
+    try:
+        z = [float(v) for v in raw.split(",")] if raw else [0.0] * ex.latent_dim
+    except ValueError:
+        abort(400, "z must be comma-separated numbers")
+    if len(z) != ex.latent_dim or not all(math.isfinite(v) and abs(v) <= 10 for v in z):
+        abort(400, f"z must hold {ex.latent_dim} numbers in -10..10")
+    return _png(ex.decode(k, torch.tensor([z]))[0])
+
+
+@pages.route("/figure/<name>")
+def figure(name: str) -> Response:
+    from mixvae.figures import FIGURES
+
+    ex = explorer()
+    if name not in FIGURES or not (ex.run / name).is_file():  # only the run's own figures, by name
+        abort(404)
+    return send_file(ex.run / name, mimetype="image/png")
+
+
+# ----------------------------------------------------------------- JSON
+@pages.route("/api/route", methods=["POST"])
+def route() -> Response:
+    ex = explorer()
+    try:
+        if request.mimetype == "application/json":
+            img = pixels_image(request.get_data(cache=False), ex.shape)
+        elif request.mimetype == "multipart/form-data":
+            upload = request.files.get("image")
+            img = upload_image(upload.read() if upload is not None else b"", ex.cfg)
+        else:  # the file itself as the body
+            img = upload_image(request.get_data(cache=False), ex.cfg)
+    except BadImage as e:
+        return _error(e.status, str(e))
+    r = ex.route(img)
+    return jsonify(probabilities=r.probabilities, expert=int(np.argmax(r.probabilities)),
+                   outlier_score=r.outlier_score, image=data_uri(img),
+                   reconstructions=[data_uri(x) for x in r.reconstructions],
+                   matched=[ex.matched(k) for k in range(ex.n_experts)])
+
+
+@pages.route("/api/map")
+def map_points() -> Response:
+    ex = explorer()
+    if ex.assigned is None:
+        return jsonify(x=[], y=[], expert=[], source=[])
+    xy = ex.map()
+    return jsonify(x=np.round(xy[:, 0], 4).tolist(), y=np.round(xy[:, 1], 4).tolist(),
+                   expert=ex.assigned.expert.tolist(), source=ex.sources,
+                   matched=[ex.matched(k) for k in range(ex.n_experts)])
+
+
+@pages.route("/api/image/<int:i>")
+def image_info(i: int) -> Response:
+    ex = explorer()
+    if ex.assigned is None or not 0 <= i < len(ex.sources):
+        abort(404)
+    return jsonify(**_items(ex, np.array([i]))[0])
+
+
+def _error(status: int, message: str) -> Response:
+    response = jsonify(error=message)
+    response.status_code = status
+    return response

@@ -1,0 +1,178 @@
+"""Assigning every image of a dataset to an expert: the table of ``mixvae assign`` and its sorted folders.
+
+One row per image: where it came from, the expert it is routed to and the probability, the
+runner-up expert and its probability, the expert's matched class when the run was evaluated with
+labels, and an outlier score: minus the importance-weighted bound on log p(x) in nats
+(:func:`mixvae.inference.log_likelihood`), with its rank (1 = the least likely image).
+
+Images are read and scored a chunk at a time, so a folder larger than memory is assigned in
+bounded memory; an image's score does not depend on the chunk it falls in (the bound seeds each
+image's draws), so the scores are those of one call on the whole set, and the same input gives the
+same table.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import shutil
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixvae.atomic import atomic_write
+from mixvae.inference import log_likelihood, predict_proba
+from mixvae.model import MixtureModule
+
+__all__ = ["COLUMNS", "INDEX_FILE", "Assignments", "FileImages", "array_shape", "assign", "expert_folder", "read_file",
+           "sort_into", "write_csv"]
+
+COLUMNS = ("source", "expert", "probability", "runner_up", "runner_up_probability", "matched_class",
+           "outlier_score", "outlier_rank")
+INDEX_FILE = "index.csv"  # in each expert's folder of --sort-into: its members, most typical first
+
+
+def array_shape(cfg: Any) -> tuple[int, ...]:
+    """One input image of the run's model as an array: (H, W), or (H, W, C) for a colour model."""
+    return tuple(getattr(cfg.model, "array_shape", cfg.model.image_shape))
+
+
+def read_file(path: Path | Any, cfg: Any) -> np.ndarray:
+    """One image file as the run's model takes it, converted as training converts a folder's images
+    (:func:`mixvae.data.read_image`): grayscale or colour as the model, resized to its size."""
+    from mixvae.data import read_image
+
+    shape = tuple(cfg.model.image_shape)
+    if len(array_shape(cfg)) == 3:
+        return read_image(path, shape, "RGB")  # type: ignore[call-arg,unused-ignore]  # colour models
+    return read_image(path, shape)
+
+
+class FileImages:
+    """Image files read on demand as uint8 (N, *shape) arrays, each as :func:`read_file` reads it."""
+
+    dtype = np.dtype(np.uint8)
+
+    def __init__(self, files: list[Path], cfg: Any):
+        self.files, self.cfg = list(files), cfg
+        self.shape = (len(files), *array_shape(cfg))
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: slice) -> np.ndarray:
+        picks = self.files[index]
+        out = np.empty((len(picks), *self.shape[1:]), dtype=np.uint8)  # (n, H, W) or (n, H, W, C)
+        for j, path in enumerate(picks):
+            out[j] = read_file(path, self.cfg)
+        return out
+
+
+@dataclass
+class Assignments:
+    """The assignment of N images; every array has N rows."""
+
+    sources: list[str]
+    expert: np.ndarray  # (N,) int
+    probability: np.ndarray  # (N,) float
+    runner_up: np.ndarray  # (N,) int
+    runner_up_probability: np.ndarray  # (N,) float
+    outlier_score: np.ndarray  # (N,) float64: -log p(x) bound, nats
+    matched_class: list[str] | None = None  # per expert
+
+    @property
+    def outlier_rank(self) -> np.ndarray:
+        """1 for the highest score (least likely image); ties go to the earlier image."""
+        n = len(self.outlier_score)
+        order = np.lexsort((np.arange(n), -self.outlier_score))
+        rank = np.empty(n, dtype=np.int64)
+        rank[order] = np.arange(1, n + 1)
+        return rank
+
+    def rows(self) -> Iterator[list[Any]]:
+        rank = self.outlier_rank
+        for i, source in enumerate(self.sources):
+            k = int(self.expert[i])
+            yield [source, k, f"{self.probability[i]:.6f}", int(self.runner_up[i]),
+                   f"{self.runner_up_probability[i]:.6f}",
+                   self.matched_class[k] if self.matched_class else "", f"{self.outlier_score[i]:.4f}", int(rank[i])]
+
+
+def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
+    for start in range(0, n, size):
+        yield start, min(start + size, n)
+
+
+def assign(module: MixtureModule, images: Any, sources: list[str], *, iw_samples: int = 10, binarize: bool = False,
+           chunk: int = 1000, device: str = "cpu", progress: Callable[[int], object] | None = None) -> Assignments:
+    """Route and score ``images`` (uint8 (N, H, W), any object sliced into arrays) ``chunk`` at a time.
+
+    ``progress`` receives the number of images done after each chunk.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk={chunk} is invalid: expected an integer >= 1")
+    n = len(images)
+    top2, top2_p, scores = [], [], []
+    for start, stop in _chunks(n, chunk):
+        x = np.asarray(images[start:stop])  # (n, H, W) uint8: read once, used twice
+        probs = predict_proba(module, x, device=device)  # (n, K)
+        order = np.argsort(-probs, axis=1, kind="stable")[:, :2]  # (n, 2); with K = 1 only one column
+        top2.append(order)
+        top2_p.append(np.take_along_axis(probs, order, 1))
+        scores.append(-log_likelihood(module, x, iw_samples, binarize=binarize, device=device))
+        if progress is not None:
+            progress(stop - start)
+    if not top2:
+        raise ValueError("there are no images to assign")
+    k, p = np.concatenate(top2), np.concatenate(top2_p)
+    second = 1 if k.shape[1] > 1 else 0
+    return Assignments(list(sources), k[:, 0], p[:, 0], k[:, second],
+                       p[:, second] if second else np.zeros(n, np.float32), np.concatenate(scores))
+
+
+def write_csv(result: Assignments, path: Path) -> Path:
+    """Write the table atomically (a reader never sees half a file)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    writer.writerows(result.rows())
+    atomic_write(Path(path), buf.getvalue().encode())
+    return Path(path)
+
+
+def expert_folder(k: int) -> str:
+    """The name of expert k's folder in ``--sort-into``: expert-00, expert-01, ..."""
+    return f"expert-{k:02d}"
+
+
+def sort_into(result: Assignments, files: list[Path], out: Path, copy: bool = False) -> list[Path]:
+    """One folder per expert under ``out`` holding a link to (or a copy of) each member's file,
+    named with its place in the expert (most probable first), and an ``index.csv``.
+
+    Returns the folders written.
+    """
+    written = []
+    for k in np.unique(result.expert):
+        members = np.flatnonzero(result.expert == k)
+        members = members[np.lexsort((members, -result.probability[members]))]  # most typical first
+        folder = Path(out) / expert_folder(int(k))
+        folder.mkdir(parents=True, exist_ok=True)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(("file", "source", "probability", "outlier_score"))
+        for place, i in enumerate(members):
+            src = files[i]
+            name = f"{place:06d}-{src.name}"
+            if copy:
+                shutil.copyfile(src, folder / name)
+            else:
+                (folder / name).symlink_to(src.resolve())
+            writer.writerow((name, result.sources[i], f"{result.probability[i]:.6f}",
+                             f"{result.outlier_score[i]:.4f}"))
+        atomic_write(folder / INDEX_FILE, buf.getvalue().encode())
+        written.append(folder)
+    return written
