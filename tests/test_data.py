@@ -151,7 +151,7 @@ def test_check_images_conversions() -> None:
         (np.array([[[-0.5, 0.5]]], np.float32), r"\[-0.5, 0.5\]"),
         (np.array([[[0, 256]]], np.int32), r"\[0, 256\].*0\.\.255"),
         (np.array([[[-1, 3]]], np.int8), r"\[-1, 3\]"),
-        (np.zeros((2, 3, 4, 3), np.uint8), r"\(2, 3, 4, 3\).*expected \(N, H, W\)"),
+        (np.zeros((2, 3, 4, 2), np.uint8), r"\(2, 3, 4, 2\).*expected \(N, H, W\)"),
         (np.zeros(5, np.uint8), r"\(5,\).*expected"),
         (np.zeros((2, 10), np.uint8), r"10 is not a perfect square"),
         (np.zeros((0, 4, 4), np.uint8), r"no images"),
@@ -354,11 +354,13 @@ def test_png_folder_flat(tmp_path: Path) -> None:
     for name in ["b.png", "a.PNG", "c.jpg"]:
         write_png(tmp_path / name, mode="RGB")
     (tmp_path / "notes.txt").write_text("ignored")
-    got = load(tmp_path)
-    assert got.images.shape == (3, 5, 5) and got.images.dtype == np.uint8
+    got = load(tmp_path)  # colour is kept
+    assert got.images.shape == (3, 5, 5, 3) and got.images.dtype == np.uint8
     assert got.labels is None
-    expected = np.asarray(Image.open(tmp_path / "a.PNG").convert("L"))
-    np.testing.assert_array_equal(got.images[0], expected)
+    np.testing.assert_array_equal(got.images[0], np.asarray(Image.open(tmp_path / "a.PNG").convert("RGB")))
+    gray = load(tmp_path, grayscale=True)
+    assert gray.images.shape == (3, 5, 5)
+    np.testing.assert_array_equal(gray.images[0], np.asarray(Image.open(tmp_path / "a.PNG").convert("L")))
 
 
 def test_png_folder_subfolder_labels(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ __all__ = ["random_affine"]
 
 def random_affine(
     x: torch.Tensor,
-    shape: tuple[int, int],
+    shape: tuple[int, ...],
     generator: torch.Generator | None = None,
     rotate: float = 15.0,
     scale: tuple[float, float] = (0.9, 1.1),
@@ -30,9 +30,9 @@ def random_affine(
     Parameters
     ----------
     x
-        Images (B, D) with D = H * W, values in [0, 1].
+        Images (B, D) with D = H * W (* C), values in [0, 1]; colour pixels in (H, W, C) order.
     shape
-        (H, W).
+        (H, W), or (H, W, C) for C colour channels (each moved by the same map).
     generator
         Source of randomness (on the CPU), so that a run repeats exactly.
     rotate
@@ -53,7 +53,7 @@ def random_affine(
         (B, D) deformed images, zero outside the original frame.
     """
     B = x.shape[0]
-    h, w = shape
+    h, w = shape[:2]
     u = torch.rand(B, 5, generator=generator) if uniforms is None else uniforms  # (B, 5)
     u = u.to(x.device)
     angle = (u[:, 0] * 2 - 1) * rotate * math.pi / 180
@@ -66,5 +66,9 @@ def random_affine(
         theta[:, 0, 0] = theta[:, 0, 0] * sign
         theta[:, 1, 0] = theta[:, 1, 0] * sign
     grid = F.affine_grid(theta.to(x.dtype), [B, 1, h, w], align_corners=False)  # (B, H, W, 2)
+    if len(shape) == 3:
+        c = shape[2]
+        out = F.grid_sample(x.view(B, h, w, c).permute(0, 3, 1, 2), grid, align_corners=False)  # (B, C, H, W)
+        return out.permute(0, 2, 3, 1).reshape(B, h * w * c)
     out = F.grid_sample(x.view(B, 1, h, w), grid, align_corners=False)  # (B, 1, H, W)
     return out.view(B, h * w)

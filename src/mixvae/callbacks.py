@@ -82,7 +82,7 @@ class ProgressFigure(Callback):
 
         from mixvae.plots import progress_figure
 
-        progress_figure(torch.stack(trainer.state.frames).numpy(), trainer.cfg.model.image_shape, self.path)
+        progress_figure(torch.stack(trainer.state.frames).numpy(), trainer.cfg.model.array_shape, self.path)
 
 
 class TensorBoard(Callback):

@@ -53,8 +53,14 @@ def evaluate_run(run_dir: Path, data: str | None = None, iw_samples: int = 0, iw
     from mixvae.plots import confusion_figure
 
     module, cfg = load_run(run_dir, device)
-    train, test = load_split_pair(data or cfg.data, image_size=cfg.image_size)
+    # a one-channel model (whatever its run's grayscale setting) was trained on grayscale images
+    grayscale = cfg.grayscale or cfg.model.channels == 1
+    train, test = load_split_pair(data or cfg.data, image_size=cfg.image_size, grayscale=grayscale)
     shape = tuple(int(s) for s in train.images.shape[1:3])
+    channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
+    if channels != cfg.model.channels:
+        raise EvaluationError(f"the data's images have {channels} channel(s), but the model was trained on "
+                              f"{cfg.model.channels}")
     if shape != tuple(cfg.model.image_shape):
         raise EvaluationError(f"the data's images are {shape}, but the model was trained on "
                               f"{tuple(cfg.model.image_shape)}")

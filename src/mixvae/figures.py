@@ -78,7 +78,7 @@ def write_figures(
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     c = module.config
-    K, shape = c.n_components, c.image_shape
+    K, shape = c.n_components, c.array_shape
     dev = next(module.parameters()).device
     was_training = module.training
     module.eval()
@@ -123,11 +123,14 @@ def figures_for_run(run_dir: Path, device: str = "cpu") -> list[Path]:
     module, cfg = load_run(run_dir, device)
     records = read_metrics(run_dir)
     try:
-        train, test = load_split_pair(cfg.data, image_size=cfg.image_size)
+        # a one-channel model (whatever its run's grayscale setting) was trained on grayscale images
+        grayscale = cfg.grayscale or cfg.model.channels == 1
+        train, test = load_split_pair(cfg.data, image_size=cfg.image_size, grayscale=grayscale)
         split = test if test is not None else train
         images, labels = split.images, split.labels
     except DataError:  # the data has moved: draw what needs no data
         images, labels = None, None
-    if images is not None and tuple(images.shape[1:3]) != tuple(cfg.model.image_shape):
+    if images is not None and (tuple(images.shape[1:3]) != tuple(cfg.model.image_shape)
+                               or (images.shape[3] if images.ndim == 4 else 1) != cfg.model.channels):
         images, labels = None, None
     return write_figures(run_dir, module, records, images, labels, class_names=folder_class_names(cfg.data))

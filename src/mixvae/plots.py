@@ -29,12 +29,13 @@ def _finish(fig, path: Path) -> Path:
     return Path(path)
 
 
-def image_grid(images: np.ndarray, shape: tuple[int, int], pad: int = 1) -> np.ndarray:
-    """Tile images (rows, cols, D) or (rows, cols, H, W) in [0, 1] into one (R*H, C*W) array."""
+def image_grid(images: np.ndarray, shape: tuple[int, ...], pad: int = 1) -> np.ndarray:
+    """Tile images (rows, cols, D) or (rows, cols, *shape) in [0, 1] into one (R*H, C*W) array, or
+    (R*H, C*W, 3) for colour images of ``shape`` (H, W, 3)."""
     rows, cols = images.shape[:2]
-    h, w = shape
-    imgs = images.reshape(rows, cols, h, w)
-    out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad), dtype=np.float32)
+    h, w = shape[:2]
+    imgs = images.reshape(rows, cols, *shape)
+    out = np.ones((rows * (h + pad) + pad, cols * (w + pad) + pad, *shape[2:]), dtype=np.float32)
     for r in range(rows):
         for c in range(cols):
             y, x = pad + r * (h + pad), pad + c * (w + pad)
@@ -45,11 +46,11 @@ def image_grid(images: np.ndarray, shape: tuple[int, int], pad: int = 1) -> np.n
 def save_grid(grid: np.ndarray, path: Path, row_labels: Sequence[str] | None, title: str | None,
                col_labels: Sequence[str] | None = None, cell: float = 0.45) -> Path:
     plt = _plt()
-    h, w = grid.shape
+    h, w = grid.shape[:2]
     fig_w = max(3.0, w / 29 * cell + (0.8 if row_labels else 0.2))
     fig_h = max(1.5, h / 29 * cell + (0.5 if title else 0.2) + (0.3 if col_labels else 0))
     fig, ax = plt.subplots(figsize=(fig_w, fig_h), dpi=110)
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")  # an (H, W, 3) grid is drawn in colour
     ax.set_xticks([])
     n_rows = len(row_labels) if row_labels else 0
     if row_labels:
@@ -73,7 +74,7 @@ def save_grid(grid: np.ndarray, path: Path, row_labels: Sequence[str] | None, ti
     return path
 
 
-def progress_figure(frames: np.ndarray, shape: tuple[int, int], path: Path) -> Path:
+def progress_figure(frames: np.ndarray, shape: tuple[int, ...], path: Path) -> Path:
     """The seed post's figure: one fixed z per epoch decoded by every expert; frames (E, K, D)."""
     frames = np.asarray(frames)
     E, K = frames.shape[:2]
@@ -83,7 +84,7 @@ def progress_figure(frames: np.ndarray, shape: tuple[int, int], path: Path) -> P
                       [f"E{k}" for k in range(K)])
 
 
-def sample_grid(samples: np.ndarray, shape: tuple[int, int], path: Path, row_labels: Sequence[str] | None = None,
+def sample_grid(samples: np.ndarray, shape: tuple[int, ...], path: Path, row_labels: Sequence[str] | None = None,
                 title: str | None = None) -> Path:
     """A grid with one row per expert; samples (K, n, D)."""
     return save_grid(image_grid(np.asarray(samples), shape), path, row_labels, title)

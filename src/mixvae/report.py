@@ -122,7 +122,7 @@ def write_report(run_dir: Path) -> Path:
         f"<h1>{html.escape(title)}</h1>",
         (
             f'<div class="sub">preset <b>{html.escape(cfg.preset)}</b> · data <b>{html.escape(str(cfg.data))}</b> · '
-            f"K = {K} experts · images {cfg.model.image_shape[0]}×{cfg.model.image_shape[1]} · "
+            f"K = {K} experts · images {'×'.join(str(s) for s in cfg.model.array_shape)} · "
             f"latent {cfg.model.latent_dim}</div>"
         ),
         _cards(ev, records, K),

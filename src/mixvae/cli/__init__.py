@@ -42,6 +42,8 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
     t.add_argument("--experts", type=int, help="number of experts K")
     t.add_argument("--seed", type=int)
     t.add_argument("--image-size", type=int, help="resize every image to this square size")
+    t.add_argument("--grayscale", action="store_true", default=None,
+                   help="convert colour images to grayscale (by default colour is kept)")
     t.add_argument("--out", type=Path, help="run folder (default runs/<preset>-<data>)")
     t.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in this folder from its last checkpoint")
     t.add_argument("--overwrite", action="store_true", help="replace a different run already in --out")

@@ -21,7 +21,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
     """The RunConfig of a new run: defaults < preset < --config file < --set < named flags."""
     from mixvae.config import ConfigError, resolve_config
 
-    values: dict[str, Any] = {"data": args.data, "image_size": args.image_size, "model": {}, "train": {}}
+    values: dict[str, Any] = {"data": args.data, "image_size": args.image_size, "grayscale": args.grayscale,
+                              "model": {}, "train": {}}
     for flag, (section, key) in FLAGS.items():
         values[section][key] = getattr(args, flag)
     try:
@@ -43,7 +44,7 @@ def _resumed_config(args: argparse.Namespace) -> Any:
         raise UsageError("give either --resume RUN or --out DIR, not both with different folders")
     cfg = load_config(args.resume)
     if args.set or any(getattr(args, f) is not None for f in ("preset", "config", "batch_size", "lr", "experts",
-                                                              "seed", "data", "image_size")):
+                                                              "seed", "data", "image_size", "grayscale")):
         raise UsageError("--resume continues a run exactly as configured: only --epochs may be changed")
     if args.epochs is not None:
         cfg = config_from_dict({"train": {"epochs": args.epochs}}, base=cfg)
@@ -85,12 +86,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     cfg = _resumed_config(args) if resume else config_from_args(args)
     out = args.resume if resume else args.out or Path("runs") / f"{cfg.preset}-{Path(str(cfg.data)).name}"
-    train, test = load_split_pair(cfg.data, image_size=cfg.image_size)
+    train, test = load_split_pair(cfg.data, image_size=cfg.image_size, grayscale=cfg.grayscale)
     shape = tuple(int(s) for s in train.images.shape[1:3])
+    channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
     if not resume:
-        cfg = config_from_dict({"model": {"image_shape": list(shape)}}, base=cfg)
-    elif tuple(cfg.model.image_shape) != shape:
-        raise UsageError(f"the data's images are {shape}, but the run was trained on {tuple(cfg.model.image_shape)}")
+        cfg = config_from_dict({"model": {"image_shape": list(shape), "channels": channels}}, base=cfg)
+    elif (tuple(cfg.model.image_shape), cfg.model.channels) != (shape, channels):
+        raise UsageError(f"the data's images are {shape} with {channels} channel(s), but the run was trained on "
+                         f"{tuple(cfg.model.image_shape)} with {cfg.model.channels}")
     if len(train) < cfg.model.n_components:
         raise UsageError(f"{cfg.data} has {len(train)} images, fewer than the {cfg.model.n_components} experts")
     clear = False if resume else _check_out(out, cfg, args.overwrite)  # every process checks

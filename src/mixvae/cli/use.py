@@ -81,21 +81,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
     labels = ([f"expert {k}: {c}" for k, c in enumerate(matched)] if matched is not None
               else [f"expert {k}" for k in range(K)])
     out = args.out or Path(args.run) / "samples.png"
-    sample_grid(np.stack(rows), cfg.model.image_shape, out, labels, title=f"{args.per_expert} samples per expert")
+    sample_grid(np.stack(rows), cfg.model.array_shape, out, labels, title=f"{args.per_expert} samples per expert")
     print(out)
     return 0
 
 
-def _read_for_predict(path: Path, shape: tuple[int, int]) -> tuple[list[str], Any]:
+def _read_for_predict(path: Path, model: Any) -> tuple[list[str], Any]:
     from mixvae.data import check_images, load, read_image
 
+    shape, gray = model.array_shape, model.channels == 1  # a one-channel model takes grayscale images
     if not path.exists():
         raise UsageError(f"{path} does not exist")
     if path.suffix.lower() in (".npy", ".npz"):
-        images = load(path).images
+        images = load(path, grayscale=gray).images
         names = [f"{path}[{i}]" for i in range(len(images))]
     else:
-        images = read_image(path, shape)[None]  # (1, H, W), resized to the model's size
+        # (1, H, W) or (1, H, W, 3), resized to the model's size
+        images = read_image(path, model.image_shape, "L" if gray else "RGB")[None]
         names = [str(path)]
     images = check_images(images, str(path))
     if tuple(images.shape[1:]) != tuple(shape):
@@ -112,7 +114,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     module, cfg = load_run(args.run)
     names, arrays = [], []
     for f in args.files:
-        n, a = _read_for_predict(f, cfg.model.image_shape)
+        n, a = _read_for_predict(f, cfg.model)
         names += n
         arrays.append(a)
     probs = predict_proba(module, np.concatenate(arrays), batch_size=10000)

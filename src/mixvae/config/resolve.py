@@ -32,7 +32,7 @@ __all__ = [
     "save_config",
 ]
 
-SECTIONS = ("preset", "data", "image_size", "model", "train")
+SECTIONS = ("preset", "data", "image_size", "grayscale", "model", "train")
 
 
 class ConfigFileError(ConfigError):
@@ -61,6 +61,10 @@ def config_from_dict(d: Mapping[str, Any], base: RunConfig | None = None) -> Run
         if size is not None:
             check_positive_int("image_size", size)
         cfg = dataclasses.replace(cfg, image_size=size)
+    if "grayscale" in d:
+        if not isinstance(d["grayscale"], bool):
+            raise ConfigError(f"grayscale={d['grayscale']!r} is invalid: expected true or false")
+        cfg = dataclasses.replace(cfg, grayscale=d["grayscale"])
     if d.get("model"):
         cfg = dataclasses.replace(cfg, model=update_section(cfg.model, d["model"], "model"))
     if d.get("train"):

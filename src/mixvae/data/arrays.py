@@ -2,7 +2,8 @@
 
 Owns :class:`DataError` (every bad input raises it, with one sentence saying what was wrong,
 what was expected and where), :class:`ImageData`, the validation that turns a user's array into
-``(N, H, W)`` ``uint8`` images and ``(N,)`` ``int64`` labels, and resizing.
+``(N, H, W)`` (grayscale) or ``(N, H, W, 3)`` (colour) ``uint8`` images and ``(N,)`` ``int64``
+labels, the conversion of colour to grayscale, and resizing.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any
 import numpy as np
 
 Arrays = dict[str, np.ndarray]  # keys x_train, y_train, x_test, y_test
-Split = tuple[np.ndarray, "np.ndarray | None"]  # (images (N, H, W) uint8, labels (N,) int64 or None)
+Split = tuple[np.ndarray, "np.ndarray | None"]  # (images (N, H, W[, 3]) uint8, labels (N,) int64 or None)
 
 ARRAY_KEYS = ("x_train", "y_train", "x_test", "y_test")
 
@@ -24,13 +25,13 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class ImageData:
-    """A set of grayscale images with optional integer labels.
+    """A set of grayscale or colour images with optional integer labels.
 
     Attributes
     ----------
     images : np.ndarray
-        ``(N, H, W)`` ``uint8`` array (a read-only ``np.memmap`` for
-        ``.npy`` inputs).
+        ``(N, H, W)`` (grayscale) or ``(N, H, W, 3)`` (RGB) ``uint8`` array
+        (a read-only ``np.memmap`` for ``.npy`` inputs).
     labels : np.ndarray or None
         ``(N,)`` ``int64`` labels, or ``None`` when the source has none.
     name : str
@@ -54,13 +55,13 @@ def one_line(text: object) -> str:
 
 
 def check_images(images: np.ndarray, where: str) -> np.ndarray:
-    """Validate an image array and convert it to ``(N, H, W)`` ``uint8``.
+    """Validate an image array and convert it to ``(N, H, W)`` or ``(N, H, W, 3)`` ``uint8``.
 
     Parameters
     ----------
     images : np.ndarray
-        ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, D)`` with ``D`` a perfect
-        square. ``uint8`` is kept as is (a memmap stays a memmap), ``bool``
+        ``(N, H, W)``, ``(N, H, W, 1)``, ``(N, H, W, 3)`` (RGB, kept in
+        colour) or ``(N, D)`` with ``D`` a perfect square. ``uint8`` is kept as is (a memmap stays a memmap), ``bool``
         becomes 0/255, floats must be finite and in ``[0, 1]`` (scaled by
         255 and rounded), other integers must lie in ``0..255``.
     where : str
@@ -69,7 +70,7 @@ def check_images(images: np.ndarray, where: str) -> np.ndarray:
     Returns
     -------
     np.ndarray
-        ``(N, H, W)`` ``uint8`` array.
+        ``(N, H, W)`` or ``(N, H, W, 3)`` ``uint8`` array.
 
     Raises
     ------
@@ -89,6 +90,8 @@ def _as_nhw(images: np.ndarray, where: str) -> np.ndarray:
     shape = images.shape
     if images.ndim == 4 and shape[3] == 1:
         return images[..., 0]
+    if images.ndim == 4 and shape[3] == 3:
+        return images
     if images.ndim == 3:
         return images
     if images.ndim == 2:
@@ -97,10 +100,11 @@ def _as_nhw(images: np.ndarray, where: str) -> np.ndarray:
             return images.reshape(shape[0], side, side)
         raise DataError(
             f"{where} has shape {shape} but {shape[1]} is not a perfect square; "
-            "expected (N, H, W), (N, H, W, 1) or (N, D) with D a perfect square."
+            "expected (N, H, W), (N, H, W, 1), (N, H, W, 3) or (N, D) with D a perfect square."
         )
     raise DataError(
-        f"{where} has shape {shape}; expected (N, H, W), (N, H, W, 1) or (N, D) with D a perfect square."
+        f"{where} has shape {shape}; expected (N, H, W), (N, H, W, 1), (N, H, W, 3) (RGB) "
+        "or (N, D) with D a perfect square."
     )
 
 
@@ -162,13 +166,27 @@ def check_image_size(image_size: int | None) -> None:
 
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
-    """Resize every image of an ``(N, H, W)`` uint8 array to ``size``^2."""
-    if images.shape[1:] == (size, size):
+    """Resize every image of an ``(N, H, W)`` or ``(N, H, W, 3)`` uint8 array to ``size``^2."""
+    if images.shape[1:3] == (size, size):
         return images
     from PIL import Image
 
-    out = np.empty((images.shape[0], size, size), dtype=np.uint8)
+    out = np.empty((images.shape[0], size, size, *images.shape[3:]), dtype=np.uint8)
     for i, image in enumerate(images):
-        pil = Image.fromarray(np.ascontiguousarray(image), mode="L")
+        pil = Image.fromarray(np.ascontiguousarray(image), mode="L" if image.ndim == 2 else "RGB")
         out[i] = np.asarray(pil.resize((size, size), Image.Resampling.BILINEAR))
+    return out
+
+
+def to_grayscale(images: np.ndarray) -> np.ndarray:
+    """``(N, H, W, 3)`` RGB uint8 -> ``(N, H, W)`` uint8 luma, L = 0.299 R + 0.587 G + 0.114 B in
+    the fixed-point arithmetic of Pillow's ``convert("L")`` (so a colour folder read with
+    ``grayscale`` gives the same pixels); grayscale images are returned as they are."""
+    if images.ndim != 4:
+        return images
+    out = np.empty(images.shape[:3], dtype=np.uint8)
+    for s in range(0, len(images), 4096):  # bounded memory for large (memory-mapped) arrays
+        rgb = np.asarray(images[s:s + 4096], dtype=np.uint32)
+        luma = rgb[..., 0] * 19595 + rgb[..., 1] * 38470 + rgb[..., 2] * 7471 + 0x8000
+        out[s:s + 4096] = (luma >> 16).astype(np.uint8)
     return out

@@ -1,6 +1,7 @@
 """Folders of user data: image files (PNG/JPEG/BMP/GIF) or IDX files (:func:`load_folder`).
 
-Owns reading one image file (:func:`read_image`), sub-folder names as labels, and
+Owns reading one image file (:func:`read_image`), a folder's colour mode (:func:`folder_mode`: RGB
+when any image has colour, unless grayscale is asked for), sub-folder names as labels, and
 :class:`LazyImages` for image folders too large to hold in memory (:data:`LAZY_BYTES`).
 """
 
@@ -15,6 +16,7 @@ from mixvae.data.arrays import DataError, Split, one_line
 from mixvae.data.formats import idx_kind, load_idx_folder
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
+GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"})  # Pillow modes without colour
 
 # ---------------------------------------------------------------- image files
 
@@ -30,9 +32,10 @@ def _find_image_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
-def read_image(path: Path, image_size: int | tuple[int, int] | None) -> np.ndarray:
-    """One image file as grayscale uint8 (H, W), resized (bilinear) to ``image_size``: a side
-    length, an (H, W) pair, or None to keep its size."""
+def read_image(path: Path, image_size: int | tuple[int, int] | None, mode: str = "L") -> np.ndarray:
+    """One image file as uint8 grayscale (H, W) (``mode`` "L", Pillow's luma) or RGB (H, W, 3)
+    (``mode`` "RGB"), resized (bilinear) to ``image_size``: a side length, an (H, W) pair, or None
+    to keep its size."""
     from PIL import Image
 
     if isinstance(image_size, int):
@@ -40,7 +43,7 @@ def read_image(path: Path, image_size: int | tuple[int, int] | None) -> np.ndarr
     try:
         with Image.open(path) as pil:
             pil.load()
-            gray = pil.convert("L")
+            gray = pil.convert(mode)
             if image_size is not None and gray.size != (image_size[1], image_size[0]):
                 gray = gray.resize((image_size[1], image_size[0]), Image.Resampling.BILINEAR)
             return np.asarray(gray, dtype=np.uint8)
@@ -71,6 +74,23 @@ def folder_class_names(source: str | Path) -> list[str] | None:
     return sorted({x[0] for x in parts})
 
 
+def folder_mode(files: list[Path], grayscale: bool) -> str:
+    """"RGB" when any of the image files has colour (and ``grayscale`` is False), else "L"; read
+    from the file headers only."""
+    if grayscale:
+        return "L"
+    from PIL import Image
+
+    for path in files:
+        try:
+            with Image.open(path) as pil:
+                if pil.mode not in GRAY_MODES:
+                    return "RGB"
+        except Exception:  # noqa: BLE001, S112  # an unreadable file is reported when it is read
+            continue
+    return "L"
+
+
 def _folder_labels(folder: Path, files: list[Path]) -> np.ndarray | None:
     parents = [p.relative_to(folder).parts for p in files]
     if not all(len(parts) == 2 for parts in parents):
@@ -80,13 +100,15 @@ def _folder_labels(folder: Path, files: list[Path]) -> np.ndarray | None:
     return np.array([index[parts[0]] for parts in parents], dtype=np.int64)
 
 
-def load_image_files(folder: Path, files: list[Path], image_size: int | None) -> Split:
-    """The image ``files`` of ``folder`` read into memory, with sub-folder labels when every file has one."""
-    first = read_image(files[0], image_size)
+def load_image_files(folder: Path, files: list[Path], image_size: int | None, grayscale: bool = False) -> Split:
+    """The image ``files`` of ``folder`` read into memory, in colour when any has colour (unless
+    ``grayscale``), with sub-folder labels when every file has one."""
+    mode = folder_mode(files, grayscale)
+    first = read_image(files[0], image_size, mode)
     images = np.empty((len(files),) + first.shape, dtype=np.uint8)
     images[0] = first
     for i, path in enumerate(files[1:], start=1):
-        image = read_image(path, image_size)
+        image = read_image(path, image_size, mode)
         if image.shape != first.shape:
             raise DataError(
                 f"images in {folder} have different sizes ({first.shape[1]}x{first.shape[0]} in {files[0].name}, "
@@ -103,18 +125,19 @@ LAZY_BYTES = 1 << 30
 class LazyImages:
     """The images of a folder, read from disk only when indexed.
 
-    Behaves like a read-only uint8 array of shape (N, H, W) for what training needs: ``len``,
-    ``shape``, ``dtype``, and indexing with an int, a slice or an array of indices. Every image is
-    converted to grayscale (and resized to ``image_size`` when given) as it is read, so memory
-    holds only the batches in use.
+    Behaves like a read-only uint8 array of shape (N, H, W), or (N, H, W, 3) in ``mode`` "RGB",
+    for what training needs: ``len``, ``shape``, ``dtype``, and indexing with an int, a slice or an
+    array of indices. Every image is converted to ``mode`` (and resized to ``image_size`` when
+    given) as it is read, so memory holds only the batches in use.
     """
 
     dtype = np.dtype(np.uint8)
-    ndim = 3
 
-    def __init__(self, folder: Path, files: list[Path], image_size: int | None):
-        self.folder, self.files, self.image_size = folder, list(files), image_size
-        self.shape = (len(self.files), *_header_shape(folder, self.files, image_size))
+    def __init__(self, folder: Path, files: list[Path], image_size: int | None, mode: str = "L"):
+        self.folder, self.files, self.image_size, self.mode = folder, list(files), image_size, mode
+        channels = (3,) if mode == "RGB" else ()
+        self.shape = (len(self.files), *_header_shape(folder, self.files, image_size), *channels)
+        self.ndim = len(self.shape)
 
     def __len__(self) -> int:
         return len(self.files)
@@ -133,7 +156,7 @@ class LazyImages:
         return whole if dtype is None else whole.astype(dtype)
 
     def _read(self, i: int) -> np.ndarray:
-        image = read_image(self.files[i], self.image_size)
+        image = read_image(self.files[i], self.image_size, self.mode)
         if image.shape != self.shape[1:]:
             raise DataError(
                 f"{self.files[i]} is {image.shape[1]}x{image.shape[0]}, unlike the other images in {self.folder} "
@@ -177,8 +200,9 @@ def _no_data_message(folder: Path) -> str:
     return f"no images found in {folder}, expected PNG/JPEG files, IDX files or a .npz/.npy{hint}."
 
 
-def load_folder(folder: Path, image_size: int | None) -> dict[str, Split]:
-    """The splits of a folder: its IDX files if it has any, else its image files (lazily when large)."""
+def load_folder(folder: Path, image_size: int | None, grayscale: bool = False) -> dict[str, Split]:
+    """The splits of a folder: its IDX files if it has any, else its image files (lazily when large),
+    in colour when any has colour, unless ``grayscale``."""
     idx = sorted(p for p in folder.iterdir() if p.is_file() and idx_kind(p.name))
     if idx:
         return load_idx_folder(folder, idx)
@@ -186,7 +210,8 @@ def load_folder(folder: Path, image_size: int | None) -> dict[str, Split]:
     if not files:
         raise DataError(_no_data_message(folder))
     h, w = (image_size, image_size) if image_size else read_image(files[0], None).shape
-    if len(files) * h * w > LAZY_BYTES:
-        lazy = cast(np.ndarray, LazyImages(folder, files, image_size))  # it behaves as the array would
+    mode = folder_mode(files, grayscale)
+    if len(files) * h * w * (3 if mode == "RGB" else 1) > LAZY_BYTES:
+        lazy = cast(np.ndarray, LazyImages(folder, files, image_size, mode))  # it behaves as the array would
         return {"train": (lazy, _folder_labels(folder, files))}
-    return {"train": load_image_files(folder, files, image_size)}
+    return {"train": load_image_files(folder, files, image_size, grayscale)}

@@ -8,20 +8,29 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from mixvae.data.arrays import DataError, ImageData, Split, check_image_size, check_images, one_line, resize
+from mixvae.data.arrays import (
+    DataError,
+    ImageData,
+    Split,
+    check_image_size,
+    check_images,
+    one_line,
+    resize,
+    to_grayscale,
+)
 from mixvae.data.builtin import BUILTIN, Log, builtin_name, cached_arrays
 from mixvae.data.folders import IMAGE_EXTENSIONS, LazyImages, load_folder, load_image_files
 from mixvae.data.formats import idx_kind, load_npy, load_npz, read_idx
 
 
-def _load_file(path: Path, image_size: int | None) -> dict[str, Split]:
+def _load_file(path: Path, image_size: int | None, grayscale: bool) -> dict[str, Split]:
     suffix = path.suffix.lower()
     if suffix == ".npz":
         return load_npz(path)
     if suffix == ".npy":
         return {"train": (load_npy(path), None)}
     if suffix in IMAGE_EXTENSIONS:
-        return {"train": load_image_files(path.parent, [path], image_size)}
+        return {"train": load_image_files(path.parent, [path], image_size, grayscale)}
     if idx_kind(path.name) == "images":
         return {"train": (check_images(read_idx(path, 3), str(path)), None)}
     raise DataError(
@@ -30,16 +39,18 @@ def _load_file(path: Path, image_size: int | None) -> dict[str, Split]:
     )
 
 
-def _load_user(path: Path, image_size: int | None) -> dict[str, Split]:
+def _load_user(path: Path, image_size: int | None, grayscale: bool) -> dict[str, Split]:
     if not path.exists():
         raise DataError(
             f"{path} does not exist; expected a built-in dataset ({', '.join(BUILTIN)}), "
             "a folder of images or IDX files, or a .npz/.npy file."
         )
     try:
-        splits = load_folder(path, image_size) if path.is_dir() else _load_file(path, image_size)
+        splits = load_folder(path, image_size, grayscale) if path.is_dir() else _load_file(path, image_size, grayscale)
     except PermissionError as err:
         raise DataError(f"cannot read {path} ({one_line(err)}); expected readable files.") from None
+    if grayscale:  # folders were read in grayscale; colour arrays are converted here
+        splits = {k: (x if isinstance(x, LazyImages) else to_grayscale(x), y) for k, (x, y) in splits.items()}
     if image_size is not None:  # a lazy folder resizes each image as it reads it
         splits = {k: (x if isinstance(x, LazyImages) else resize(x, image_size), y) for k, (x, y) in splits.items()}
     return splits
@@ -60,12 +71,13 @@ def _builtin_data(name: str, home: Path | None, log: Log) -> dict[str, ImageData
     }
 
 
-def _all_splits(source: str | Path, image_size: int | None, home: Path | None, log: Log) -> dict[str, ImageData]:
+def _all_splits(source: str | Path, image_size: int | None, home: Path | None, log: Log,
+                grayscale: bool = False) -> dict[str, ImageData]:
     check_image_size(image_size)
     name = builtin_name(source)
     if name is None:
         path = Path(source).expanduser()
-        return _user_data(path, _load_user(path, image_size))
+        return _user_data(path, _load_user(path, image_size, grayscale))
     data = _builtin_data(name, home, log)
     if image_size is None:
         return data
@@ -79,6 +91,7 @@ def load(
     home: Path | None = None,
     *,
     log: Log = print,
+    grayscale: bool = False,
 ) -> ImageData:
     """Load one split of a built-in dataset or of user data.
 
@@ -98,6 +111,10 @@ def load(
         Cache folder for built-in datasets (default :func:`mixvae_home`).
     log : callable, optional
         Receives progress messages when a built-in dataset is fetched.
+    grayscale : bool
+        Convert colour images to grayscale (Pillow's luma, see
+        :func:`mixvae.data.arrays.to_grayscale`); by default colour is kept
+        and images are ``(N, H, W, 3)``.
 
     Returns
     -------
@@ -111,7 +128,7 @@ def load(
     """
     if split not in ("train", "test"):
         raise DataError(f"split must be 'train' or 'test', got {split!r}.")
-    data = _all_splits(source, image_size, home, log)
+    data = _all_splits(source, image_size, home, log, grayscale)
     if split not in data:
         raise DataError(f"{source} has no test split; expected IDX files with a t10k prefix or a .npz with x_test.")
     return data[split]
@@ -123,12 +140,13 @@ def load_split_pair(
     home: Path | None = None,
     *,
     log: Log = print,
+    grayscale: bool = False,
 ) -> tuple[ImageData, ImageData | None]:
     """Load the train split and, when the source has one, the test split.
 
     Parameters
     ----------
-    source, image_size, home, log
+    source, image_size, home, log, grayscale
         As in :func:`load`.
 
     Returns
@@ -137,5 +155,5 @@ def load_split_pair(
         ``(train, test)``; ``test`` is ``None`` for user data without a
         test split.
     """
-    data = _all_splits(source, image_size, home, log)
+    data = _all_splits(source, image_size, home, log, grayscale)
     return data["train"], data.get("test")
