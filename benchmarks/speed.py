@@ -6,6 +6,7 @@ machine, to ``benchmarks/results/speed.md`` and ``speed.json``::
     python benchmarks/speed.py            # full run (several minutes)
     python benchmarks/speed.py --quick    # under about two minutes
     python benchmarks/speed.py --profile  # also print torch.profiler's top ops of one seed step
+    python benchmarks/speed.py --only conv --threads 1  # batched conv experts vs a loop: speed-conv.md/json
 
 Throughput figures are the best of several interleaved repetitions, so that a busy machine
 disturbs the ratios (measured side by side) less than the absolute numbers.
@@ -48,6 +49,7 @@ def machine(threads: int) -> dict[str, Any]:
         "threads": threads,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
+        "load_average_1min_at_start": os.getloadavg()[0],  # above 0 when other work shares the machine
     }
 
 
@@ -399,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's own choice)")
     p.add_argument("--profile", action="store_true", help="print torch.profiler's top ops of the seed step")
     p.add_argument("--out", type=Path, default=HERE / "results", help="folder for speed.md and speed.json")
+    p.add_argument("--only", choices=["conv"], help="only the conv experts' rows, written to speed-conv.md/json")
     p.add_argument("--memory-probe", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
 
@@ -416,27 +419,42 @@ def main(argv: list[str] | None = None) -> int:
     info = machine(threads)
     data, test = load("mnist", "train"), load("mnist", "test")
     rows: list[dict[str, Any]] = []
+    from naive_conv import conv_rows
+
+    if args.only == "conv":
+        return write(args, argv, info, threads, t_start, conv_rows(data.images[:10000], args.quick, interleaved,
+                                                                   batches), "speed-conv")
     peaks = matmul_peak(args.quick)
     peak = max(peaks.values())
     for shape, g in peaks.items():
         rows.append({"what": f"torch float32 matmul {shape}", "gflops": g})
     rows.append({"what": "**matmul peak (best of the above)**", "gflops": peak})
     rows += training(args, data, peak)
+    rows += conv_rows(data.images[:10000], args.quick, interleaved, batches)
     rows += prediction(test, args.quick)
     rows += memory(threads)
     rows += cli_start()
+    return write(args, argv, info, threads, t_start, rows, "speed")
+
+
+def write(args, argv, info, threads: int, t_start: float, rows: list[dict[str, Any]], name: str) -> int:
+    """Print the table and write it, with the command and the machine, to ``<name>.md`` and ``.json``."""
     command = "python benchmarks/speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
     head = (f"Command: `{command.strip()}`  \n"
             f"Machine: {info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['cpu_capability']}), "
-            f"{threads} threads, Python {info['python']}; {time.perf_counter() - t_start:.0f} s in all.\n")
+            f"{threads} threads, Python {info['python']}; {time.perf_counter() - t_start:.0f} s in all; "
+            f"load average {info['load_average_1min_at_start']:.1f} at the start (other work shared the machine "
+            "when above 0).\n")
     text = head + "\n" + table(rows) + "\n"
     if args.profile:
-        prof = profile_seed(data)
+        from mixvae.data import load
+
+        prof = profile_seed(load("mnist", "train"))
         text += "\nTop ops of 20 seed training steps (torch.profiler, self CPU time):\n\n```\n" + prof + "\n```\n"
     print(text)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "speed.md").write_text(text)
-    (args.out / "speed.json").write_text(json.dumps({"command": command.strip(), "machine": info, "rows": rows},
+    (args.out / f"{name}.md").write_text(text)
+    (args.out / f"{name}.json").write_text(json.dumps({"command": command.strip(), "machine": info, "rows": rows},
                                                     indent=2) + "\n")
     return 0
 

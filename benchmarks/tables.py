@@ -239,6 +239,18 @@ def speed() -> str:
     return "\n" + "\n".join(keep) + "\n"
 
 
+def speed_conv() -> str:
+    """The table ``benchmarks/speed.py --only conv`` wrote: batched conv experts against a loop."""
+    return "\n" + (RESULTS / "speed-conv.md").read_text().strip() + "\n"
+
+
+def speed_conv_values() -> dict[str, str]:
+    rows = load("speed-conv.json")["rows"]
+    ratios = [r["ratio"] for r in rows if "ratio" in r]  # the large network's first, then the small one's
+    return {"speedconv.large": f"{ratios[0]:.2f}x", "speedconv.small": f"{ratios[1]:.2f}x",
+            "speedconv.load": f"{load('speed-conv.json')['machine']['load_average_1min_at_start']:.1f}"}
+
+
 def fashion_summary() -> str:
     rs = runs(FASHION_FILE)
     kmeans = load(FASHION_FILE)["kmeans"]
@@ -386,7 +398,7 @@ def distributed() -> str:
 TABLES: dict[str, Callable[[], str]] = {
     "piecewise": piecewise, "distributed": distributed,
     "scale": scale, "approximate-graph": approximate_graph,
-    "seed-preset": seed_preset, "speed": speed,
+    "seed-preset": seed_preset, "speed": speed, "speed-conv": speed_conv,
     "mnist-summary": mnist_summary, "mnist-per-seed": mnist_per_seed,
     "mnist-time-to-accuracy": mnist_time_to_accuracy, "fashion-summary": fashion_summary,
     "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants, "density": density,
@@ -394,7 +406,7 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     mnist_values, no_repair_values, fashion_values, neighbour_values, fashion_sl3e10_values, scale_values, demo_values,
-    seed_preset_values, piecewise_values)
+    seed_preset_values, piecewise_values, speed_conv_values)
 
 
 def render(text: str, values: dict[str, str], tables: dict[str, str]) -> tuple[str, list[str]]:
