@@ -2,6 +2,7 @@
 "use strict";
 const mixvae = (() => {
   const $ = (sel) => document.querySelector(sel);
+  const SVG_POINTS = 20000;
 
   function expertPage() {
     const samples = $("#samples"), k = samples.dataset.expert;
@@ -108,7 +109,8 @@ const mixvae = (() => {
     for (let k = 0; k < K; k++) {
       const idx = m.expert.flatMap((e, i) => (e === k ? [i] : []));
       const label = m.matched && m.matched[k] !== null ? `expert ${k} (${m.matched[k]})` : `expert ${k}`;
-      traces.push({type: "scattergl", mode: "markers", name: label, x: idx.map((i) => m.x[i]),
+      // SVG up to SVG_POINTS images (drawn everywhere, headless browsers too); WebGL above, where SVG is slow
+      traces.push({type: m.x.length > SVG_POINTS ? "scattergl" : "scatter", mode: "markers", name: label, x: idx.map((i) => m.x[i]),
         y: idx.map((i) => m.y[i]), customdata: idx, text: idx.map((i) => m.source[i]),
         hovertemplate: "%{text}<extra>" + label + "</extra>", marker: {size: 4, opacity: 0.7}});
     }

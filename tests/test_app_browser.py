@@ -1,0 +1,209 @@
+"""``mixvae serve`` in a real browser: Debian's headless Chromium driven through chromium-driver.
+
+Nothing is downloaded: selenium is given the system's chromedriver and chromium. Every page's
+images load, a stroke drawn with pointer events and an uploaded PNG are routed (the chart shows
+the model's own probabilities), a slider move decodes a new image, the clusters page opens an
+expert, the map draws every image. A screenshot of each page is saved (``MIXVAE_SCREENSHOTS``
+names the folder; a temporary one otherwise).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("flask")
+webdriver = pytest.importorskip("selenium.webdriver")
+
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+
+from mixvae.app import Explorer, create_app, make_server
+from mixvae.estimator import MixtureVAE
+
+from test_assign import png_folder, train_tiny
+
+CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(shutil.which(CHROMIUM) is None or shutil.which(DRIVER) is None,
+                       reason="needs Debian's chromium and chromium-driver (apt-get install chromium chromium-driver)"),
+]
+
+
+def start_browser(width: int = 1300, height: int = 1000) -> Any:
+    """Headless Chromium from the system, through the system's chromedriver (nothing downloaded)."""
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    options = Options()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--window-size={width},{height}"):
+        options.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+
+
+def wait_for(check: Callable[[], Any], timeout: float = 30.0) -> Any:
+    end = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {check}")
+        time.sleep(0.1)
+
+
+IMAGES = "return [...document.images].map(i => [i.getAttribute('src'), i.complete, i.naturalWidth])"
+
+
+def all_images_loaded(driver: Any) -> list[list[Any]]:
+    def loaded() -> list[list[Any]] | None:
+        found = driver.execute_script(IMAGES)
+        return found if all(done for _, done, _ in found) else None
+
+    images = wait_for(lambda: [found] if (found := loaded()) is not None else None)[0]
+    broken = [src for src, _, width in images if width == 0]
+    assert not broken, broken
+    return images
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Iterator[tuple[str, Explorer, Any, Path, list[Path]]]:
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("browser")
+    folder, files = png_folder(root)
+    run = train_tiny(folder, root / "run")
+    explorer = Explorer.open(run, log=lambda m: None)
+    server = make_server(create_app(explorer), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver = start_browser()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}", explorer, driver, root, files
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    folder = Path(os.environ.get("MIXVAE_SCREENSHOTS") or tmp_path_factory.mktemp("shots"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def chart(driver: Any) -> list[float] | None:
+    raw = driver.find_element(By.ID, "chart").get_attribute("data-probabilities")
+    return json.loads(raw) if raw else None
+
+
+@pytest.mark.parametrize("path", ["/", "/expert/0", "/expert/1", "/outliers", "/training", "/try"])
+def test_every_image_loads(site, shots, path):
+    base, _, driver, _, _ = site
+    driver.get(base + path)
+    images = all_images_loaded(driver)
+    if path not in ("/try",):
+        assert images
+    name = path.strip("/").replace("/", "-") or "clusters"
+    driver.save_screenshot(str(shots / f"{name}.png"))
+
+
+def test_clusters_page_opens_an_expert(site):
+    base, ex, driver, _, _ = site
+    driver.get(base + "/")
+    k = int(np.bincount(ex.assigned.expert, minlength=ex.n_experts).argmax())
+    driver.find_element(By.CSS_SELECTOR, f"#expert-{k} a.expert-link").click()
+    wait_for(lambda: driver.current_url.endswith(f"/expert/{k}"))
+    assert driver.find_element(By.TAG_NAME, "h1").text.startswith(f"Expert {k}")
+    all_images_loaded(driver)
+
+
+def test_a_stroke_on_the_canvas_is_routed(site, shots):
+    base, ex, driver, _, _ = site
+    driver.get(base + "/try")
+    canvas = driver.find_element(By.ID, "canvas")
+    assert chart(driver) is None
+    # a horizontal bar across the top quarter, drawn with pointer events (down, moves, up)
+    ActionChains(driver).move_to_element_with_offset(canvas, -120, -105).click_and_hold() \
+        .move_by_offset(80, 0).move_by_offset(80, 0).move_by_offset(80, 0).release().perform()
+    first = wait_for(lambda: chart(driver))
+    assert len(first) == ex.n_experts and abs(sum(first) - 1) < 1e-5
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#chart .bar")) == ex.n_experts
+    all_images_loaded(driver)  # every expert's reconstruction
+    # a second stroke, across the bottom, changes the image and so the routing
+    ActionChains(driver).move_to_element_with_offset(canvas, -120, 105).click_and_hold() \
+        .move_by_offset(80, 0).move_by_offset(80, 0).move_by_offset(80, 0).release().perform()
+    second = wait_for(lambda: c if (c := chart(driver)) != first else None)
+    assert second != first
+    driver.save_screenshot(str(shots / "try.png"))
+
+
+def test_an_uploaded_png_is_routed_as_the_model_routes_it(site):
+    base, ex, driver, root, files = site
+    driver.get(base + "/try")
+    driver.find_element(By.ID, "file").send_keys(str(files[7]))
+    got = wait_for(lambda: chart(driver))
+    image = np.asarray(Image.open(files[7]).convert("L"))
+    expected = MixtureVAE.load(ex.run).predict_proba(image[None])[0]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    best = driver.find_element(By.CSS_SELECTOR, "#chart .bar.top .name").text
+    assert best.startswith(f"expert {int(np.argmax(expected))}")
+    # a file that is no image gets a message, and the page keeps working
+    bad = root / "notes.png"
+    bad.write_text("not an image")
+    driver.find_element(By.ID, "file").send_keys(str(bad))
+    wait_for(lambda: "not an image" in driver.find_element(By.ID, "message").text)
+
+
+def test_a_slider_move_decodes_a_new_image(site, shots):
+    base, _, driver, _, _ = site
+    driver.get(base + "/expert/0")
+    all_images_loaded(driver)
+    decoded = driver.find_element(By.ID, "decoded")
+    before = decoded.get_attribute("src")
+    slider = driver.find_elements(By.CSS_SELECTOR, "#sliders input.z")[0]
+    ActionChains(driver).move_to_element_with_offset(slider, slider.size["width"] // 2 - 3, 0).click().perform()
+    after = wait_for(lambda: s if (s := decoded.get_attribute("src")) != before else None)
+    assert "z=" in after and float(after.split("z=")[1].split(",")[0]) > 1
+    wait_for(lambda: driver.execute_script("const i = document.getElementById('decoded');"
+                                           "return i.complete && i.naturalWidth > 0"))
+    with urllib.request.urlopen(before) as a, urllib.request.urlopen(after) as b:
+        assert a.read() != b.read()  # a different image, not only a different address
+    # the temperature slider draws new samples
+    samples = [i.get_attribute("src") for i in driver.find_elements(By.CSS_SELECTOR, "#samples img")]
+    temp = driver.find_element(By.ID, "temperature")
+    ActionChains(driver).move_to_element_with_offset(temp, -temp.size["width"] // 2 + 3, 0).click().perform()
+    wait_for(lambda: [i.get_attribute("src") for i in driver.find_elements(By.CSS_SELECTOR, "#samples img")] != samples)
+    assert "t=0" in driver.find_element(By.CSS_SELECTOR, "#samples img").get_attribute("src")
+    all_images_loaded(driver)
+    driver.save_screenshot(str(shots / "expert.png"))
+
+
+def test_the_map_draws_every_image(site, shots):
+    base, ex, driver, _, _ = site
+    driver.get_log("browser")  # what earlier tests left (a refused upload's 400)
+    driver.get(base + "/map")
+    points = wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points"), timeout=120)
+    assert int(points) == len(ex.sources)
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#map .scatterlayer .point")) == len(ex.sources)  # drawn
+    driver.execute_script("document.getElementById('map').emit('plotly_click', {points: [{customdata: 3}]})")
+    wait_for(lambda: ex.sources[3] in driver.find_element(By.ID, "picked").text)
+    all_images_loaded(driver)
+    errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
+    driver.save_screenshot(str(shots / "map.png"))
