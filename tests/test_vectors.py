@@ -179,3 +179,27 @@ def test_wrong_number_of_features(fitted) -> None:
     model, X, _ = fitted
     with pytest.raises(ValueError, match="X has 4 features, but MixtureVAE is expecting 5"):
         model.predict(X[:, :4])
+
+
+def test_the_default_budget_at_60000_images_is_todays_schedule() -> None:
+    """8 epochs, self-labelling from epoch 6: MNIST's schedule does not change."""
+    import dataclasses
+
+    from mixvae.config import for_data, preset
+
+    cfg = preset("default")
+    fitted = for_data(cfg, 60_000)
+    assert fitted.train == dataclasses.replace(cfg.train, budget_images=0)
+    assert (fitted.train.epochs, fitted.train.self_label_epoch) == (8, 5)
+    assert for_data(fitted, 1000) == fitted  # applied once: the saved config repeats the run
+    small = for_data(cfg, 1000)  # 480,000 * sqrt(1/60) = 61,968 images seen: 62 epochs
+    assert (small.train.epochs, small.train.self_label_epoch) == (62, 39)
+    assert for_data(cfg, 1_000_000).train.epochs == 2
+    assert for_data(preset("seed"), 1000) == preset("seed")  # no budget: epochs as given
+
+
+def test_max_epochs_replaces_the_budget() -> None:
+    X, _ = blobs(60)
+    assert small(max_epochs=2).fit(X).config_.train.epochs == 2
+    cfg = MixtureVAE(n_components=3)._config((1, 5), "vectors", 60)  # what fit resolves for 60 rows
+    assert cfg.train.epochs == round(480_000 * math.sqrt(60 / 60_000) / 60) == 253

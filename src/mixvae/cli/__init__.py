@@ -31,7 +31,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 
 def _train_parser(t: argparse.ArgumentParser) -> None:
-    t.add_argument("--data", help="mnist, fashion-mnist, or a path: IDX folder, .npz/.npy file, image folder")
+    t.add_argument("--data", help="mnist, fashion-mnist, or a path: IDX folder, .npz/.npy file, image folder; "
+                   "or vectors: a .csv table or a float .npy/.npz feature matrix")
+    t.add_argument("--label-column", help="the .csv column (name or 0-based index) of labels, used only to evaluate")
     t.add_argument("--preset", help="named preset (see 'mixvae presets'); default: the best one, 'default'")
     t.add_argument("--config", type=Path, help="YAML or TOML config file (e.g. a run's config.yaml)")
     t.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",

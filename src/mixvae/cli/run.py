@@ -25,6 +25,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               "model": {}, "train": {}}
     for flag, (section, key) in FLAGS.items():
         values[section][key] = getattr(args, flag)
+    if args.epochs is not None:  # a number of epochs replaces the preset's budget of images seen
+        values["train"]["budget_images"] = 0
     try:
         return resolve_config(args.preset, args.config, args.set, values)
     except ConfigError as e:  # a bad value given by a named flag: name the flag, as the user wrote it
@@ -75,7 +77,8 @@ def _check_out(out: Path, cfg: Any, overwrite: bool) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mixvae.config import config_from_dict
+    from mixvae.cli.vectors import is_vector_run, vector_run
+    from mixvae.config import config_from_dict, for_data
     from mixvae.data import load_split_pair
     from mixvae.runfolder import RunLock, clear_run
 
@@ -86,14 +89,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     cfg = _resumed_config(args) if resume else config_from_args(args)
     out = args.resume if resume else args.out or Path("runs") / f"{cfg.preset}-{Path(str(cfg.data)).name}"
-    train, test = load_split_pair(cfg.data, image_size=cfg.image_size, grayscale=cfg.grayscale)
-    shape = tuple(int(s) for s in train.images.shape[1:3])
-    channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
-    if not resume:
-        cfg = config_from_dict({"model": {"image_shape": list(shape), "channels": channels}}, base=cfg)
-    elif (tuple(cfg.model.image_shape), cfg.model.channels) != (shape, channels):
-        raise UsageError(f"the data's images are {shape} with {channels} channel(s), but the run was trained on "
-                         f"{tuple(cfg.model.image_shape)} with {cfg.model.channels}")
+    if is_vector_run(args, cfg):
+        cfg, train, test = vector_run(args, cfg)
+    else:
+        train, test = load_split_pair(cfg.data, image_size=cfg.image_size, grayscale=cfg.grayscale)
+        shape = tuple(int(s) for s in train.images.shape[1:3])
+        channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
+        if not resume:
+            cfg = config_from_dict({"model": {"image_shape": list(shape), "channels": channels}}, base=cfg)
+            cfg = for_data(cfg, len(train))  # the preset's budget of images seen, as epochs for this data
+        elif (tuple(cfg.model.image_shape), cfg.model.channels) != (shape, channels):
+            raise UsageError(f"the data's images are {shape} with {channels} channel(s), but the run was trained on "
+                             f"{tuple(cfg.model.image_shape)} with {cfg.model.channels}")
     if len(train) < cfg.model.n_components:
         raise UsageError(f"{cfg.data} has {len(train)} images, fewer than the {cfg.model.n_components} experts")
     clear = False if resume else _check_out(out, cfg, args.overwrite)  # every process checks
@@ -152,7 +159,8 @@ def _finish(out: Path, module: Any, records: list[dict[str, Any]], shown: Any, l
     from mixvae.figures import write_figures
     from mixvae.runfolder import WEIGHTS_FILE
 
-    write_figures(out, module, records, shown.images, shown.labels, class_names=folder_class_names(source))
+    if module.config.input_type == "images":  # vectors have no images to draw
+        write_figures(out, module, records, shown.images, shown.labels, class_names=folder_class_names(source))
     if records and log:
         last = records[-1]
         if "test_acc" in last:

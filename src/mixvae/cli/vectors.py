@@ -1,0 +1,86 @@
+"""``mixvae train`` on real-valued vectors: a ``.csv`` table or a float ``.npy`` / ``.npz`` matrix.
+
+The vectors are standardised with each feature's mean and standard deviation over the training
+rows (stored in the run's configuration, see :mod:`mixvae.vectors`); the labels of a
+``--label-column`` (or of an archive's ``y_train`` / ``y_test``) are used only to report
+ACC/NMI/ARI: on the test split when there is one, else on the training rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from mixvae.cli.errors import UsageError
+
+__all__ = ["is_vector_run", "vector_run"]
+
+
+def is_vector_run(args: argparse.Namespace, cfg: Any) -> bool:
+    """Whether this run trains on vectors: a resumed vectors run, or --data naming a vectors file."""
+    from mixvae.data.builtin import builtin_name
+    from mixvae.data.tables import holds_vectors
+
+    if args.resume is not None:
+        return bool(cfg.model.input_type == "vectors")
+    if getattr(args, "label_column", None) is not None and not str(cfg.data).lower().endswith(".csv"):
+        raise UsageError("--label-column names a column of a .csv file given by --data")
+    return builtin_name(str(cfg.data)) is None and holds_vectors(Path(str(cfg.data)).expanduser())
+
+
+def vector_run(args: argparse.Namespace, cfg: Any) -> tuple[Any, Any, Any]:
+    """(config, train, evaluated): the run's configuration fitted to the vectors, the training
+    rows and the rows its epochs are evaluated on (None without labels), in the model's units."""
+    from mixvae.config import config_from_dict, for_data, preset
+    from mixvae.data import ImageData
+    from mixvae.data.tables import load_vectors
+    from mixvae.inputs import as_vectors
+    from mixvae.vectors import feature_scaling, to_model_units
+
+    splits = load_vectors(Path(str(cfg.data)).expanduser(), getattr(args, "label_column", None))
+    X, labels = splits["train"]
+    if X.ndim != 2 or len(X) < 2 or X.shape[1] < 1:
+        raise UsageError(f"{cfg.data} holds an array of shape {X.shape}; expected (samples >= 2, features >= 1)")
+    try:
+        X = as_vectors(X)
+        splits = {k: (as_vectors(x, X.shape[1]), y) for k, (x, y) in splits.items()}
+    except ValueError as e:
+        raise UsageError(f"{cfg.data}: {e}") from None
+    D = int(X.shape[1])
+    if args.resume is None:
+        base = cfg
+        if cfg.preset in _presets():
+            recipe = preset(cfg.preset, cfg.model.n_components, (1, D), "vectors")
+            base = dataclasses.replace(cfg, model=recipe.model, train=recipe.train)
+        mean, std = feature_scaling(X)
+        cfg = config_from_dict({"model": {**_changed(cfg), "input_type": "vectors", "image_shape": [1, D],
+                                          "feature_mean": list(mean), "feature_std": list(std)},
+                                "train": _changed(cfg, "train")}, base=base)
+        cfg = for_data(cfg, len(X))
+    elif cfg.model.input_dim != D:
+        raise UsageError(f"{cfg.data} has {D} features, but the run was trained on {cfg.model.input_dim}")
+    train = ImageData(to_model_units(cfg.model, X), labels, str(cfg.data))
+    test_x, test_y = splits.get("test", (X, labels))
+    shown = ImageData(to_model_units(cfg.model, test_x), test_y, str(cfg.data)) if test_y is not None else None
+    return cfg, train, shown
+
+
+def _presets() -> set[str]:
+    from mixvae.config import PRESETS
+
+    return set(PRESETS)
+
+
+def _changed(cfg: Any, section: str = "model") -> dict[str, Any]:
+    """The settings of ``section`` where the resolved images config differs from its preset: those
+    the user set, carried over to the preset's recipe for vectors."""
+    from mixvae.config import preset
+
+    if cfg.preset not in _presets():
+        return {}
+    ref = preset(cfg.preset, cfg.model.n_components, cfg.model.image_shape).to_dict()[section]
+    mine = cfg.to_dict()[section]
+    skip = {"image_shape", "channels", "input_type", "feature_mean", "feature_std"}
+    return {k: v for k, v in mine.items() if v != ref[k] and k not in skip}

@@ -1,0 +1,134 @@
+"""Real-valued feature matrices: ``.csv`` tables and float ``.npy`` / ``.npz`` arrays of vectors.
+
+A ``.csv`` has one sample a row; its first row is a header when any of its fields is not a
+number. ``label_column`` (a header name, or a 0-based index) names a column of labels, kept apart
+from the features and used only to evaluate. A ``.npy`` (N, D) or a ``.npz`` (``x_train`` /
+``y_train`` and optionally ``x_test`` / ``y_test``, or ``x`` / ``y``) holds vectors when
+:func:`mixvae.inputs.input_type` reads its array as vectors (floats outside [0, 1], or a width
+that is no square image). Every bad input raises :class:`DataError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from mixvae.data.arrays import DataError, one_line
+
+__all__ = ["VectorData", "holds_vectors", "load_vectors", "read_csv"]
+
+VectorData = dict[str, tuple[np.ndarray, "np.ndarray | None"]]  # split -> (X (N, D) float64, labels (N,) or None)
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _labels(column: list[str]) -> np.ndarray:
+    """Labels as int64: numbers as they are when they are integers, other values numbered in sorted order."""
+    values = [_number(v) for v in column]
+    if all(v is not None and float(v).is_integer() for v in values):
+        return np.asarray(values, dtype=np.int64)
+    return np.unique(np.asarray(column), return_inverse=True)[1].astype(np.int64)
+
+
+def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The features (N, D) float64 and, with ``label_column``, the labels (N,) int64 of a .csv file."""
+    try:
+        with open(path, newline="") as f:
+            rows = [row for row in csv.reader(f) if row and any(field.strip() for field in row)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"cannot read {path} ({one_line(err)}); expected a comma-separated text file.") from None
+    header = rows[0] if rows and any(_number(v) is None for v in rows[0]) else None
+    body = rows[1:] if header is not None else rows
+    if not body:
+        raise DataError(f"{path} holds no rows of numbers; expected one sample per row.")
+    width = len(body[0])
+    for i, row in enumerate(body):
+        if len(row) != width:
+            raise DataError(f"{path}, row {i + 1 + (header is not None)}: {len(row)} fields where the first row has "
+                            f"{width}; expected the same number of fields in every row.")
+    column = _column_index(path, header, width, label_column)
+    labels = _labels([row[column] for row in body]) if column is not None else None
+    features = [j for j in range(width) if j != column]
+    if not features:
+        raise DataError(f"{path} has no feature column besides the labels; expected at least one.")
+    X = np.empty((len(body), len(features)))
+    for i, row in enumerate(body):
+        for j, c in enumerate(features):
+            value = _number(row[c])
+            if value is None:
+                name = header[c] if header is not None else str(c)
+                raise DataError(f"{path}, row {i + 1 + (header is not None)}, column {name!r}: {row[c]!r} is not a "
+                                f"number; expected numbers (name a label column with --label-column).")
+            X[i, j] = value
+    return X, labels
+
+
+def _column_index(path: Path, header: list[str] | None, width: int, label_column: str | None) -> int | None:
+    if label_column is None:
+        return None
+    if header is not None and label_column in header:
+        return header.index(label_column)
+    if label_column.lstrip("-").isdigit() and -width <= int(label_column) < width:
+        return int(label_column) % width
+    names = f"one of {header} or " if header is not None else ""
+    raise DataError(f"{path} has no column {label_column!r}; expected {names}an index in 0..{width - 1}.")
+
+
+def holds_vectors(path: Path) -> bool:
+    """Whether ``path`` is a table or an array of real-valued vectors (not of images)."""
+    from mixvae.inputs import input_type
+
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return True
+    if suffix not in (".npy", ".npz") or not path.is_file():
+        return False
+    try:
+        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
+        if isinstance(loaded, np.ndarray):
+            array = loaded
+        else:
+            with loaded:
+                array = loaded[_x_keys(loaded)[0]]
+        return array.dtype.kind == "f" and array.ndim == 2 and input_type(np.asarray(array)) == "vectors"
+    except Exception:  # noqa: BLE001 - an unreadable file is the image loader's to report
+        return False
+
+
+def _x_keys(archive: np.lib.npyio.NpzFile) -> tuple[str, ...]:
+    for keys in (("x_train", "y_train", "x_test", "y_test"), ("x", "y")):
+        if keys[0] in archive.files:
+            return keys
+    raise DataError(f"the archive has keys {sorted(archive.files)}; expected x_train (and y_train, x_test, y_test) "
+                    "or x (and y).")
+
+
+def load_vectors(path: Path, label_column: str | None = None) -> VectorData:
+    """The splits of a vectors file: ``{"train": (X, labels)}`` and, for an .npz with x_test, ``"test"``."""
+    suffix = path.suffix.lower()
+    if suffix == ".csv":
+        return {"train": read_csv(path, label_column)}
+    if label_column is not None:
+        raise DataError(f"--label-column is for .csv files; {path} keeps its labels under y_train / y.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise DataError(f"cannot read {path} ({one_line(err)}); expected a .npy or .npz array.") from None
+    if isinstance(loaded, np.ndarray):
+        return {"train": (loaded.astype(np.float64), None)}
+    with loaded:
+        keys = _x_keys(loaded)
+        out: VectorData = {}
+        pairs = [("train", keys[0], keys[1])] + ([("test", keys[2], keys[3])] if len(keys) == 4 else [])
+        for split, x_key, y_key in pairs:
+            if x_key in loaded.files:
+                labels = loaded[y_key].astype(np.int64) if y_key in loaded.files else None
+                out[split] = (loaded[x_key].astype(np.float64), labels)
+        return out
