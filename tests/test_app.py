@@ -23,7 +23,7 @@ pytest.importorskip("flask")
 from mixvae.app import Explorer, create_app, make_server
 from mixvae.app.views import PER_PAGE
 from mixvae.estimator import MixtureVAE
-from mixvae.runfolder import MAP_FILE
+from mixvae.runfolder import MAP_FILE, ROUTING_FILE
 
 from conftest import blobs
 from test_assign import CLASSES, png_folder, train_tiny
@@ -187,18 +187,21 @@ def test_concurrent_requests_get_the_answers_of_sequential_ones(served):
         server.server_close()
 
 
-def test_map_is_computed_once_and_cached_in_the_run(served, monkeypatch):
+def test_map_and_routing_are_computed_once_and_kept_in_the_run(served, monkeypatch):
     ex, client, _, _ = served
     data = client.get("/api/map").get_json()
     assert len(data["x"]) == len(data["expert"]) == len(ex.sources)
     assert data["expert"] == ex.assigned.expert.tolist()
-    assert (ex.run / MAP_FILE).exists()
-    fresh = Explorer.open(ex.run, log=lambda m: None)
+    assert (ex.run / MAP_FILE).exists() and (ex.run / ROUTING_FILE).exists()
 
     def refuse(*args, **kwargs):
-        raise AssertionError("the map was computed again")
+        raise AssertionError("computed again")
 
     monkeypatch.setattr("mixvae.app.explorer.embed", refuse)
+    monkeypatch.setattr("mixvae.app.explorer.assign", refuse)
+    fresh = Explorer.open(ex.run, log=lambda m: None)  # routing and map read back from the run folder
+    for key in ("expert", "probability", "runner_up", "outlier_score"):
+        np.testing.assert_array_equal(getattr(fresh.assigned, key), getattr(ex.assigned, key))
     np.testing.assert_allclose(fresh.map(), np.c_[data["x"], data["y"]], atol=1e-4)  # read back, not recomputed
     info = client.get("/api/image/3").get_json()
     assert info["expert"] == data["expert"][3] and info["source"] == ex.sources[3]

@@ -9,6 +9,7 @@ A run folder holds::
     metrics.jsonl        one JSON record per finished epoch
     eval.json            the evaluation written by ``mixvae evaluate``
     map.npz              the 2-D map of the training images drawn by ``mixvae serve``
+    routing.npz          their routing and outlier scores, computed once by ``mixvae serve``
     report.html          the page written by ``mixvae report``
     *.png                figures (see :data:`mixvae.figures.FIGURES`)
 
@@ -40,6 +41,7 @@ __all__ = [
     "METRICS_FILE",
     "PROGRESS_FILE",
     "REPORT_FILE",
+    "ROUTING_FILE",
     "TENSORBOARD_DIR",
     "WEIGHTS_FILE",
     "RunFolderError",
@@ -63,6 +65,7 @@ ESTIMATOR_FILE = "estimator.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
 MAP_FILE = "map.npz"  # the app's 2-D map of the training images, with the weights' checksum it belongs to
+ROUTING_FILE = "routing.npz"  # the app's routing and outlier scores of the training images, likewise
 NEIGHBOURS_FILE = "neighbours.npy"  # the neighbour graph of the training images, built once per run
 NEIGHBOURS_META = "neighbours.json"  # what it was built from, and its checksum
 
@@ -158,7 +161,7 @@ def write_eval(run_dir: Path | str, result: dict[str, Any]) -> None:
 
 # what a run writes (everything but the lock), removed when a run folder is overwritten
 _RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE,
-              NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE)
+              NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE, ROUTING_FILE)
 
 
 def clear_run(run_dir: Path | str) -> None:

@@ -1,8 +1,8 @@
 """What the app shows, computed from a run: one :class:`Explorer`, loaded once and shared by every request.
 
-The model is loaded once; each image's routing and outlier score are computed once at start
-(through :mod:`mixvae.assign`, as ``mixvae assign`` computes them); the 2-D map once per set of
-weights, kept in the run folder (:data:`mixvae.runfolder.MAP_FILE`). Every use of the model holds one lock, so
+The model is loaded once; each image's routing and outlier score are computed once per set of
+weights (through :mod:`mixvae.assign`, as ``mixvae assign`` computes them), and the 2-D map too,
+and both are kept in the run folder (:data:`mixvae.runfolder.ROUTING_FILE`, ``MAP_FILE``). Every use of the model holds one lock, so
 concurrent requests never interleave inside torch.
 """
 
@@ -73,6 +73,46 @@ def _small_embedding(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     return out, "pca"
 
 
+_ROUTING_KEYS = ("expert", "probability", "runner_up", "runner_up_probability", "outlier_score")
+
+
+def _npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    import io
+
+    from mixvae.atomic import atomic_write
+
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy types a ** mapping as its allow_pickle flag
+    atomic_write(path, buf.getvalue())
+
+
+def _weights_digest(run: Path) -> str:
+    from mixvae.atomic import file_sha256
+    from mixvae.runfolder import WEIGHTS_FILE
+
+    return file_sha256(run / WEIGHTS_FILE)
+
+
+def _cached_routing(run: Path, sources: list[str]) -> Assignments | None:
+    """The routing kept in the run folder, when it belongs to these weights and these images."""
+    from mixvae.runfolder import ROUTING_FILE
+
+    path = run / ROUTING_FILE
+    if not path.exists():
+        return None
+    with np.load(path) as cached:
+        if str(cached["weights_sha256"]) != _weights_digest(run) or list(cached["sources"]) != sources:
+            return None
+        return Assignments(list(sources), *(cached[k] for k in _ROUTING_KEYS))
+
+
+def _save_routing(run: Path, a: Assignments) -> None:
+    from mixvae.runfolder import ROUTING_FILE
+
+    _npz(run / ROUTING_FILE, {**{k: getattr(a, k) for k in _ROUTING_KEYS}, "sources": np.array(a.sources),
+                              "weights_sha256": np.array(_weights_digest(run))})
+
+
 def _to_uint8(x: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """Pixels in [0, 1], (..., D) -> uint8 (..., *shape): (H, W), or (H, W, C) in colour."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy().reshape(*x.shape[:-1], *shape)
@@ -109,9 +149,12 @@ class Explorer:
             log(f"mixvae: the app shows no members: the training images cannot be read ({e})")
         assigned = None
         if images is not None:
-            log(f"mixvae: routing and scoring {len(images)} images")
-            assigned = assign(module, images, sources, iw_samples=iw_samples, binarize=cfg.train.binarize,
-                              device=device)
+            assigned = _cached_routing(run, sources)
+            if assigned is None:
+                log(f"mixvae: routing and scoring {len(images)} images (once; kept in the run folder)")
+                assigned = assign(module, images, sources, iw_samples=iw_samples, binarize=cfg.train.binarize,
+                                  device=device)
+                _save_routing(run, assigned)
             assigned.matched_class = matched_classes(read_eval(run))
         return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run))
 
@@ -219,10 +262,9 @@ class Explorer:
         """(N, 2) map of the images; computed once for these weights and kept in the run folder."""
         if self._map is not None:
             return self._map
-        from mixvae.atomic import atomic_write, file_sha256
-        from mixvae.runfolder import MAP_FILE, WEIGHTS_FILE
+        from mixvae.runfolder import MAP_FILE
 
-        digest = file_sha256(self.run / WEIGHTS_FILE)
+        digest = _weights_digest(self.run)
         path = self.run / MAP_FILE
         if path.exists():
             with np.load(path) as cached:
@@ -232,11 +274,7 @@ class Explorer:
         if log:
             log(f"mixvae: computing the map of {len(self.sources)} images (once; kept in {path})")
         xy, method = embed(self.features())
-        import io
-
-        buf = io.BytesIO()
-        np.savez(buf, xy=xy, weights_sha256=np.array(digest), method=np.array(method))
-        atomic_write(path, buf.getvalue())
+        _npz(path, {"xy": xy, "weights_sha256": np.array(digest), "method": np.array(method)})
         self._map = xy
         return xy
 
