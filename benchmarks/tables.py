@@ -395,6 +395,38 @@ def distributed() -> str:
     return table(["processes", "threads each", "steps", "seconds", "images/s", "vs 1 process, 1 thread"], rows)
 
 
+APP_KINDS = {"page": "a page (HTML)", "image": "a training image (PNG)", "sample": "a sample at a temperature (PNG)",
+             "decode": "a latent slider's image (PNG)", "route": "an uploaded PNG routed (JSON)",
+             "map": "the map's points (JSON)"}
+
+
+def app_load() -> str:
+    """benchmarks/load_test.py: latency of each kind of request to mixvae serve."""
+    d = load("load_test.json")
+    rows = [[APP_KINDS[k], r["requests"], f"{r['p50_ms']:.0f}", f"{r['p95_ms']:.0f}", f"{r['max_ms']:.0f}"]
+            for k, r in d["by_kind"].items()]
+    a = d["all"]
+    rows.append(["**all**", a["requests"], f"**{a['p50_ms']:.0f}**", f"**{a['p95_ms']:.0f}**", f"{a['max_ms']:.0f}"])
+    return table(["request", "requests", "p50, ms", "p95, ms", "max, ms"], rows)
+
+
+def app_values() -> dict[str, str]:
+    d = load("load_test.json")
+    a, m = d["all"], d["machine"]
+    return {
+        "app.load": f"{d['requests']} requests from {d['threads']} threads, p50 {a['p50_ms']:.0f} ms, "
+                    f"p95 {a['p95_ms']:.0f} ms, {d['errors']} errors",
+        "app.acc": f"{d['run']['test_acc']:.3f}",
+        "app.images": f"{d['run']['images']:,}",
+        "app.errors": str(d["errors"]),
+        "app.rate": f"{d['requests_per_second']:.0f} requests/s over {d['wall_seconds']:.0f} s",
+        "app.start": f"{d['server_start_seconds']:.0f} s" + (" (routing and scoring the training images)"
+                                                           if d.get("cold") else ""),
+        "app.map": f"{d['first_map_seconds']:.0f} s",
+        "app.machine": f"{m['cpu']}, {m['cores']} cores, load average {m['load_average_before']:.1f} at the start",
+    }
+
+
 TABLES: dict[str, Callable[[], str]] = {
     "piecewise": piecewise, "distributed": distributed,
     "scale": scale, "approximate-graph": approximate_graph,
@@ -402,11 +434,17 @@ TABLES: dict[str, Callable[[], str]] = {
     "mnist-summary": mnist_summary, "mnist-per-seed": mnist_per_seed,
     "mnist-time-to-accuracy": mnist_time_to_accuracy, "fashion-summary": fashion_summary,
     "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants, "density": density,
-    "pair-cuts": pair_cuts,
+    "pair-cuts": pair_cuts, "app-load": app_load,
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     mnist_values, no_repair_values, fashion_values, neighbour_values, fashion_sl3e10_values, scale_values, demo_values,
-    seed_preset_values, piecewise_values, speed_conv_values)
+    seed_preset_values, piecewise_values, speed_conv_values, app_values)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables_vectors
+
+TABLES.update(tables_vectors.TABLES)
+VALUES += tables_vectors.VALUES
 
 
 def render(text: str, values: dict[str, str], tables: dict[str, str]) -> tuple[str, list[str]]:
