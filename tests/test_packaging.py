@@ -105,6 +105,17 @@ def test_the_wheel_holds_the_licence_and_the_typed_marker(wheel):
     assert not [n for n in names if "__pycache__" in n or n.startswith("tests/")]
 
 
+def test_the_wheel_holds_the_apps_templates_and_scripts(wheel):
+    """mixvae serve needs its pages, script and style installed beside its code."""
+    app = ROOT / "src" / "mixvae" / "app"
+    files = sorted(p.relative_to(ROOT / "src").as_posix() for d in ("templates", "static") for p in (app / d).iterdir())
+    assert files
+    with zipfile.ZipFile(wheel) as z:
+        names = set(z.namelist())
+        assert [f for f in files if f not in names] == []
+        assert z.read("mixvae/app/static/app.js") == (app / "static" / "app.js").read_bytes()
+
+
 def test_mixvae_imports_from_the_installed_wheel(venv):
     root, env = venv
     done = _run([root / "bin" / "python", "-c", CHECK_INSTALLED], env=env, cwd=root)
