@@ -60,6 +60,11 @@ def test_train_on_a_csv_evaluates_with_its_label_column_only(tmp_path: Path) -> 
     model = MixtureVAE.load(tmp_path / "run")
     assert model.input_type_ == "vectors" and model.predict(X).shape == (90,)
     assert model.sample(3)[0].shape == (3, 4)
+    assert main(["evaluate", str(tmp_path / "run"), "--iw", "5"]) == 0  # the same numbers as the estimator's
+    result = json.loads((tmp_path / "run" / "eval.json").read_text())
+    assert result["train"]["acc"] == pytest.approx(record["test_acc"], abs=1e-4)
+    assert result["log_likelihood"]["mean_nats"] == pytest.approx(model.score_samples(X, n_iw_samples=5).mean(),
+                                                                   abs=1e-9)
 
 
 @pytest.mark.parametrize("suffix", [".npy", ".npz"])

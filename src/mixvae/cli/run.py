@@ -25,6 +25,7 @@ def config_from_args(args: argparse.Namespace) -> Any:
                               "model": {}, "train": {}}
     for flag, (section, key) in FLAGS.items():
         values[section][key] = getattr(args, flag)
+    values["label_column"] = getattr(args, "label_column", None)
     if args.epochs is not None:  # a number of epochs replaces the preset's budget of images seen
         values["train"]["budget_images"] = 0
     try:

@@ -27,9 +27,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.iw < 0 or (args.iw_images is not None and args.iw_images < 1):
         raise UsageError("--iw K and --iw-images N are invalid: expected K >= 0 and N >= 1")
-    K = load_config(args.run).model.n_components
-    result = evaluate_run(args.run, data=args.data, iw_samples=args.iw, iw_images=args.iw_images,
-                          device=args.device)
+    cfg = load_config(args.run)
+    K = cfg.model.n_components
+    if cfg.model.input_type == "vectors":
+        from mixvae.cli.vectors import evaluate_vectors
+
+        if args.data is not None:
+            raise UsageError("--data is for runs on images; a run on vectors is evaluated on its own data")
+        result = evaluate_vectors(args.run, cfg, args.iw, args.iw_images, args.device)
+    else:
+        result = evaluate_run(args.run, data=args.data, iw_samples=args.iw, iw_images=args.iw_images,
+                              device=args.device)
     print_table(result, K)
     return 0
 

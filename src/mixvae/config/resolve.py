@@ -32,7 +32,7 @@ __all__ = [
     "save_config",
 ]
 
-SECTIONS = ("preset", "data", "image_size", "grayscale", "model", "train")
+SECTIONS = ("preset", "data", "image_size", "grayscale", "label_column", "model", "train")
 
 
 class ConfigFileError(ConfigError):
@@ -65,6 +65,8 @@ def config_from_dict(d: Mapping[str, Any], base: RunConfig | None = None) -> Run
         if not isinstance(d["grayscale"], bool):
             raise ConfigError(f"grayscale={d['grayscale']!r} is invalid: expected true or false")
         cfg = dataclasses.replace(cfg, grayscale=d["grayscale"])
+    if "label_column" in d:
+        cfg = dataclasses.replace(cfg, label_column=None if d["label_column"] is None else str(d["label_column"]))
     if d.get("model"):
         cfg = dataclasses.replace(cfg, model=update_section(cfg.model, d["model"], "model"))
     if d.get("train"):

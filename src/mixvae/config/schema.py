@@ -235,6 +235,7 @@ class RunConfig:
     data: str = "mnist"
     image_size: int | None = None
     grayscale: bool = False  # colour images are converted to grayscale as they are loaded
+    label_column: str | None = None  # vectors in a .csv: the column of labels, used only to evaluate
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
