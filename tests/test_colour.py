@@ -3,6 +3,7 @@ Pillow's ``convert("L")`` does; grayscale data loads exactly as before."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -170,3 +171,17 @@ def test_the_estimator_fits_colour_arrays():
     assert images.shape == (4, 8, 8, 3) and experts.shape == (4,)
     with pytest.raises(ValueError, match=r"\(8, 8, 3\)"):
         est.predict(to_grayscale(x))
+
+
+@pytest.mark.parametrize(("array", "extra", "message"), [
+    (np.zeros((20, 4, 4, 3), np.uint8), ["--set", "model.expert_network=conv", "--set", "model.conv_channels=[4,8,16]"],
+     r"image_shape=\(4, 4\) is invalid: expected height and width >= 8 for 3 convolution layers"),
+    (np.zeros((20, 8, 8, 2), np.uint8), [], r"has shape \(20, 8, 8, 2\); expected .*\(N, H, W, 3\)"),
+])
+def test_bad_colour_or_conv_input_is_one_line_and_writes_nothing(tmp_path, capsys, array, extra, message):
+    np.save(tmp_path / "x.npy", array)
+    assert main(["train", "--data", str(tmp_path / "x.npy"), "--out", str(tmp_path / "run"), *TINY, *extra]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("mixvae: error: ")
+    assert re.search(message, lines[0]), lines[0]
+    assert not (tmp_path / "run").exists()
