@@ -189,6 +189,11 @@ def test_class_names_are_shown_wherever_a_class_is(folder_run, capsys):
     out = capsys.readouterr().out
     assert "expert -> matched class" in out and any(f"->{c} (" in out for c in CLASSES)
     assert not any(f"->{i} (" in out for i in range(4))
+    files = sorted((run.parent / "pngs").rglob("*.png"))[:2]
+    assert main(["predict", str(run), *map(str, files)]) == 0
+    header, *rows = capsys.readouterr().out.splitlines()
+    assert header == "file\texpert\tprobability\tmatched_class"
+    assert all(row.split("\t")[3] in CLASSES for row in rows) and len(rows) == 2
     assert main(["report", str(run)]) == 0
     page = (run / "report.html").read_text()
     assert any(f"<td>{c}</td>" in page for c in CLASSES)  # the experts table names the matched class

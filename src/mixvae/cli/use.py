@@ -118,6 +118,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     from mixvae.checkpoint import load_run
     from mixvae.inference import predict_proba
+    from mixvae.runfolder import matched_classes, read_eval
 
     module, cfg = load_run(args.run)
     names, arrays = [], []
@@ -127,8 +128,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         arrays.append(a)
     probs = predict_proba(module, np.concatenate(arrays), batch_size=10000)
     experts = probs.argmax(1)
-    lines = [f"{name}\t{int(k)}\t{probs[i, k]:.4f}" for i, (name, k) in enumerate(zip(names, experts))]
-    sys.stdout.write("file\texpert\tprobability\n" + "\n".join(lines) + "\n")
+    matched = matched_classes(read_eval(args.run))  # the expert's class, when the run was evaluated with labels
+    lines = [f"{name}\t{int(k)}\t{probs[i, k]:.4f}" + (f"\t{matched[k]}" if matched else "")
+             for i, (name, k) in enumerate(zip(names, experts))]
+    header = "file\texpert\tprobability" + ("\tmatched_class" if matched else "")
+    sys.stdout.write(header + "\n" + "\n".join(lines) + "\n")
     return 0
 
 
