@@ -22,7 +22,7 @@ SHORT = ["--experts", "3", "--epochs", "2", "--batch-size", "20", "--quiet"]
 def blobs(n: int = 90) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     y = np.arange(n) % 3
-    return rng.normal(0, 5, (3, 4))[y] + rng.normal(0, 1, (n, 4)) * 100 - 20, y
+    return rng.normal(0, 5, (3, 4))[y] * 100 + rng.normal(0, 1, (n, 4)) * 100 + 1000, y  # far from 0 and 1
 
 
 def write_csv(path: Path, X: np.ndarray, y: np.ndarray | None, header: bool = True) -> Path:
@@ -61,6 +61,10 @@ def test_train_on_a_csv_evaluates_with_its_label_column_only(tmp_path: Path) -> 
     assert model.input_type_ == "vectors" and model.predict(X).shape == (90,)
     assert model.sample(3)[0].shape == (3, 4)
     assert main(["evaluate", str(tmp_path / "run"), "--iw", "5"]) == 0  # the same numbers as the estimator's
+    assert main(["sample", str(tmp_path / "run"), "--per-expert", "200"]) == 0  # rows in the data's units
+    samples = np.loadtxt(tmp_path / "run" / "samples.csv", delimiter=",", skiprows=1)
+    assert samples.shape == (600, 5) and set(samples[:, 0]) == {0, 1, 2}
+    assert np.all(np.abs(samples[:, 1:].mean(0) - X.mean(0)) < 0.5 * X.std(0))
     result = json.loads((tmp_path / "run" / "eval.json").read_text())
     assert result["train"]["acc"] == pytest.approx(record["test_acc"], abs=1e-4)
     assert result["log_likelihood"]["mean_nats"] == pytest.approx(model.score_samples(X, n_iw_samples=5).mean(),

@@ -99,7 +99,7 @@ def parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sample", help="draw images from each expert into a PNG grid")
     s.add_argument("run", type=Path)
     s.add_argument("--per-expert", type=int, default=10)
-    s.add_argument("--out", type=Path, help="PNG file (default RUN/samples.png)")
+    s.add_argument("--out", type=Path, help="PNG file (default RUN/samples.png; a run on vectors: RUN/samples.csv)")
     s.add_argument("--seed", type=int, default=0)
     pr = sub.add_parser("predict", help="print the expert each image is routed to, and its probability")
     pr.add_argument("run", type=Path)

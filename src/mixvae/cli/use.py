@@ -85,6 +85,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     K = cfg.model.n_components
     gen = torch.Generator().manual_seed(args.seed)
     rows = [module.sample(args.per_expert, k, generator=gen).numpy() for k in range(K)]
+    if cfg.model.input_type == "vectors":
+        from mixvae.cli.vectors import write_samples
+
+        print(write_samples(cfg, rows, args.out or Path(args.run) / "samples.csv"))
+        return 0
     matched = matched_classes(read_eval(args.run))
     labels = ([f"expert {k}: {c}" for k, c in enumerate(matched)] if matched is not None
               else [f"expert {k}" for k in range(K)])

@@ -15,7 +15,7 @@ from typing import Any
 
 from mixvae.cli.errors import UsageError
 
-__all__ = ["evaluate_vectors", "is_vector_run", "vector_run"]
+__all__ = ["evaluate_vectors", "is_vector_run", "vector_run", "write_samples"]
 
 
 def is_vector_run(args: argparse.Namespace, cfg: Any) -> bool:
@@ -102,6 +102,21 @@ def evaluate_vectors(run_dir: Path, cfg: Any, iw_samples: int = 0, iw_images: in
                                     "likelihood": "gaussian, learned variances (vectors, nats of the data's units)"}
     runfolder.write_eval(run_dir, result)
     return result
+
+
+def write_samples(cfg: Any, rows: list[Any], out: Path) -> Path:
+    """``mixvae sample`` of a run on vectors: a .csv of the samples in the data's units, one row
+    each, its expert first. ``rows`` holds each expert's samples (n, D) in the model's units."""
+    import numpy as np
+
+    from mixvae.atomic import atomic_write
+    from mixvae.vectors import to_data_units
+
+    lines = [",".join(["expert", *(f"x{d}" for d in range(cfg.model.input_dim))])]
+    for k, samples in enumerate(rows):
+        lines += [",".join([str(k), *(repr(float(v)) for v in row)]) for row in to_data_units(cfg.model, np.asarray(samples))]
+    atomic_write(out, ("\n".join(lines) + "\n").encode())
+    return out
 
 
 def _presets() -> set[str]:
