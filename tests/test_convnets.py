@@ -211,3 +211,35 @@ def test_bad_conv_settings_name_the_field(changes, field):
 def test_channels_count_in_the_input_dimension():
     assert ModelConfig(image_shape=(5, 4), channels=3).input_dim == 60
     assert ModelConfig(image_shape=(5, 4)).input_dim == 20
+
+
+def test_conv_manager_is_convolutions_then_the_dense_manager():
+    from mixvae.convnets import ConvManager
+
+    torch.manual_seed(5)
+    man = ConvManager((9, 8, 3), (4, 6), (7,), K, "relu", "glorot_uniform", batchnorm=False)
+    x = torch.rand(5, 9 * 8 * 3)
+    h = x.view(5, 9, 8, 3).permute(0, 3, 1, 2)
+    conv1, conv2 = man.convs[0], man.convs[2]
+    h = torch.relu(nn.functional.conv2d(torch.relu(nn.functional.conv2d(h, conv1.weight, conv1.bias, 2, 1)),
+                                        conv2.weight, conv2.bias, 2, 1))
+    torch.testing.assert_close(man(x), man.head(h.flatten(1)))
+    assert man(x).shape == (5, K)
+
+
+def test_the_model_builds_a_conv_manager_that_learns():
+    cfg = ModelConfig(n_components=2, image_shape=(8, 8), channels=3, manager_network="conv",
+                      manager_conv_channels=(4,), manager_hidden=(8,), hidden=(8,), latent_dim=2,
+                      manager_batchnorm=True)
+    torch.manual_seed(0)
+    module = MixtureModule(cfg)
+    assert type(module.manager).__name__ == "ConvManager"
+    before = [p.detach().clone() for p in module.manager.parameters()]
+    out = module.loss(torch.rand(6, 192))
+    out.loss.backward()
+    torch.optim.SGD(module.parameters(), 0.1).step()
+    assert all(not torch.equal(a, b) for a, b in zip(before, module.manager.parameters(), strict=True))
+    with pytest.raises(ConfigError, match="image_shape"):
+        ModelConfig(image_shape=(8, 8), manager_network="conv", manager_conv_channels=(2, 2, 2, 2))
+    with pytest.raises(ConfigError, match="manager_network"):
+        ModelConfig(manager_network="resnet")

@@ -19,9 +19,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from mixvae.nets import ExpertLinear, ExpertMLP, activation
+from mixvae.nets import ExpertLinear, ExpertMLP, Manager, activation
 
-__all__ = ["ConvExpertDecoder", "ConvExpertEncoder", "ExpertConv2d", "ExpertConvTranspose2d", "conv_sizes"]
+__all__ = ["ConvExpertDecoder", "ConvExpertEncoder", "ConvManager", "ExpertConv2d", "ExpertConvTranspose2d",
+           "conv_sizes"]
 
 KERNEL, STRIDE, PADDING = 4, 2, 1
 
@@ -165,3 +166,31 @@ class ConvExpertDecoder(nn.Module):
                 h = self.act(h)
         H, W, C = self.image_shape
         return h.view(B, K, C, H, W).permute(1, 0, 3, 4, 2).reshape(K, B, H * W * C)  # (K, B, D)
+
+
+class ConvManager(nn.Module):
+    """The gating network with a convolutional trunk: x (B, D) -> routing logits (B, K).
+
+    4x4 stride-2 convolutions of ``conv_channels`` (each followed by batch norm when asked, and
+    the activation), then the dense :class:`mixvae.nets.Manager` on the flattened features.
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], conv_channels: tuple[int, ...], hidden: tuple[int, ...],
+                 n_experts: int, act: str, init: str, batchnorm: bool = False):
+        super().__init__()
+        self.image_shape = image_shape
+        h, w, c = image_shape
+        layers: list[nn.Module] = []
+        for a, b in pairwise([c, *conv_channels]):
+            conv = nn.Conv2d(a, b, KERNEL, STRIDE, PADDING)
+            if init == "glorot_uniform" and conv.bias is not None:
+                nn.init.xavier_uniform_(conv.weight)
+                nn.init.zeros_(conv.bias)
+            layers += [conv, *([nn.BatchNorm2d(b)] if batchnorm else []), activation(act)]
+        self.convs = nn.Sequential(*layers)
+        n = len(conv_channels)
+        flat = conv_channels[-1] * conv_sizes(h, n)[-1] * conv_sizes(w, n)[-1]
+        self.head = Manager(flat, hidden, n_experts, act, init, batchnorm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.convs(_to_nchw(x, self.image_shape)).flatten(1))  # (B, K)

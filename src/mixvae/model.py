@@ -28,7 +28,7 @@ from torch import nn
 
 from mixvae import objectives, vectors
 from mixvae.config import ModelConfig
-from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder
+from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder, ConvManager
 from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager, bernoulli_nll, gaussian_nll
 
 __all__ = ["LossOutput", "MixtureModule"]
@@ -66,7 +66,12 @@ class MixtureModule(nn.Module):
         super().__init__()
         c = self.config = config
         K, D = c.n_components, c.input_dim
-        self.manager = Manager(D, c.manager_hidden, K, c.manager_activation, c.init, c.manager_batchnorm)
+        self.manager: nn.Module
+        if c.manager_network == "conv":
+            self.manager = ConvManager((*c.image_shape, c.channels), c.manager_conv_channels, c.manager_hidden, K,
+                                       c.manager_activation, c.init, c.manager_batchnorm)
+        else:
+            self.manager = Manager(D, c.manager_hidden, K, c.manager_activation, c.init, c.manager_batchnorm)
         self.encoder: nn.Module
         self.decoder: nn.Module
         if c.expert_network == "conv":

@@ -17,7 +17,7 @@ LIKELIHOODS = ("gaussian", "bernoulli")
 OBJECTIVES = ("moe", "elbo")
 BALANCES = ("variance", "cv2", "kl", "none")
 INITS = ("glorot_uniform", "torch")
-EXPERT_NETWORKS = ("mlp", "conv")
+EXPERT_NETWORKS = ("mlp", "conv")  # also the manager's networks
 REGULARISERS = ("none", "neighbours")
 NEIGHBOUR_SEARCHES = ("auto", "exact", "approximate")
 INPUT_TYPES = ("images", "vectors")
@@ -61,6 +61,9 @@ class ModelConfig:
         ``mlp``: each expert's encoder and decoder are ``hidden`` dense layers; ``conv``: they
         start (encoder) and end (decoder) with 4x4 stride-2 convolutions of ``conv_channels``,
         all K experts' as one grouped convolution (:mod:`mixvae.convnets`).
+    manager_network
+        ``mlp``: the manager is ``manager_hidden`` dense layers; ``conv``: 4x4 stride-2
+        convolutions of ``manager_conv_channels`` come first.
     latent_dim
         Size of each expert's latent z.
     hidden
@@ -101,12 +104,15 @@ class ModelConfig:
     channels: int = 1
     expert_network: str = "mlp"
     conv_channels: tuple[int, ...] = (32, 64)
+    manager_network: str = "mlp"
+    manager_conv_channels: tuple[int, ...] = (32, 64)
     input_type: str = "images"
     feature_mean: tuple[float, ...] = ()  # vectors: the training data's mean of each feature, (D,)
     feature_std: tuple[float, ...] = ()  # vectors: and its standard deviation, (D,)
 
     def __post_init__(self) -> None:
-        for name in ("hidden", "manager_hidden", "image_shape", "conv_channels", "feature_mean", "feature_std"):
+        for name in ("hidden", "manager_hidden", "image_shape", "conv_channels", "manager_conv_channels", "feature_mean",
+                     "feature_std"):
             value = getattr(self, name)
             if isinstance(value, list):
                 object.__setattr__(self, name, tuple(value))
@@ -138,12 +144,16 @@ class ModelConfig:
         check_positive_int("channels", self.channels)
         _check(self.expert_network in EXPERT_NETWORKS, "expert_network", self.expert_network,
                f"one of {EXPERT_NETWORKS}")
-        _sizes("conv_channels", self.conv_channels)
-        if self.expert_network == "conv":
-            _check(len(self.conv_channels) >= 1, "conv_channels", self.conv_channels, "at least one layer")
-            least = 2 ** len(self.conv_channels)  # each layer halves the height and width
-            _check(min(self.image_shape) >= least, "image_shape", self.image_shape,
-                   f"height and width >= {least} for {len(self.conv_channels)} convolution layers")
+        _check(self.manager_network in EXPERT_NETWORKS, "manager_network", self.manager_network,
+               f"one of {EXPERT_NETWORKS}")
+        for network, name in ((self.expert_network, "conv_channels"), (self.manager_network, "manager_conv_channels")):
+            channels = getattr(self, name)
+            _sizes(name, channels)
+            if network == "conv":
+                _check(len(channels) >= 1, name, channels, "at least one layer")
+                least = 2 ** len(channels)  # each layer halves the height and width
+                _check(min(self.image_shape) >= least, "image_shape", self.image_shape,
+                       f"height and width >= {least} for {len(channels)} convolution layers")
 
     @property
     def array_shape(self) -> tuple[int, ...]:
