@@ -333,3 +333,21 @@ def test_adam_without_a_fused_kernel_is_the_usual_adam(monkeypatch, error):
     opt = make_adam(iter(params), 0.125)  # any iterable of parameters, read once
     assert isinstance(opt, real) and not opt.defaults["fused"]
     assert opt.param_groups[0]["lr"] == 0.125 and opt.param_groups[0]["params"] == params
+
+
+def test_each_epochs_test_metrics_are_computed_on_the_training_device(monkeypatch):
+    x, y = blobs(n_per=10, k=4)
+    seen = []
+
+    def spy(module, images, labels, batch_size, device):
+        seen.append((images, labels, batch_size, device))
+        return {}
+
+    monkeypatch.setattr(train_mod, "epoch_metrics", spy)
+    cfg = blob_config(epochs=2, batch_size=40)
+    trainer = Trainer(cfg, x, log=None, test_images=x[:20], test_labels=y[:20])
+    trainer.run()
+    assert len(seen) == 2
+    for images, labels, batch_size, device in seen:
+        assert images is trainer.test_images and labels is trainer.test_labels
+        assert batch_size == cfg.train.eval_batch_size and device is not None and device == trainer.device

@@ -156,12 +156,13 @@ def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str,
     previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
     reasons = equivalent_reasons()
     by_module: dict[str, dict[str, int]] = {m: {} for m in modules}
-    for name, status in statuses().items():
+    found = statuses()
+    for name, status in found.items():
         counts = by_module.setdefault(name.split(".")[1], {})
         counts[status] = counts.get(status, 0) + 1
     survivors = []
-    for name, status in sorted(statuses().items()):
-        if status in KILLED:
+    for name, status in sorted(found.items()):
+        if status in KILLED or status == "not checked":  # a mutant not run yet is no survivor
             continue
         s = describe(name) | {"status": status}
         reason = reason_for(s, reasons)
@@ -178,13 +179,14 @@ def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str,
         killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
         timeout = counts.get("timeout", 0)
         equivalent = sum(1 for s in survivors if s["module"] == m and "equivalent" in s)
+        ran = total - counts.get("not checked", 0)  # mutants the budget left unrun count for neither side
         old = previous.get("modules", {}).get(m, {})
         table[m] = {
             "killed": killed, "timeout": timeout, "survived": counts.get("survived", 0),
             "no_tests": counts.get("no tests", 0), "not_checked": counts.get("not checked", 0), "total": total,
-            "score": round((killed + timeout) / total, 4) if total else None,
+            "score": round((killed + timeout) / ran, 4) if ran else None,
             "equivalent": equivalent,
-            "score_without_equivalent": round((killed + timeout) / (total - equivalent), 4) if total else None,
+            "score_without_equivalent": round((killed + timeout) / (ran - equivalent), 4) if ran > equivalent else None,
             "seconds": round(seconds[m], 1) if m in seconds else old.get("seconds"),
             "finished": finished.get(m, old.get("finished", False)),
             "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if m in seconds else old.get("run_at"),
@@ -192,17 +194,17 @@ def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str,
     totals = {k: sum(t[k] for t in table.values()) for k in
               ("killed", "timeout", "survived", "no_tests", "not_checked", "total", "equivalent")}
     caught = totals["killed"] + totals["timeout"]
-    totals["score"] = round(caught / totals["total"], 4) if totals["total"] else None
-    totals["score_without_equivalent"] = (round(caught / (totals["total"] - totals["equivalent"]), 4)
-                                          if totals["total"] else None)
+    ran = totals["total"] - totals["not_checked"]
+    totals["score"] = round(caught / ran, 4) if ran else None
+    totals["score_without_equivalent"] = round(caught / (ran - totals["equivalent"]), 4) if ran else None
     totals["seconds"] = round(sum(t["seconds"] or 0 for t in table.values()), 1)
     cfg = mutmut_config()
     return {
         "tool": "mutmut", "version": version("mutmut"),
         "command": command,
         "mutmut_command": "mutmut run --max-children N 'mixvae.<module>.*' (one call per module)",
-        "score_definition": "(killed + timeout) / total; score_without_equivalent leaves out the survivors "
-                            "listed as equivalent in tools/mutation_equivalent.json",
+        "score_definition": "(killed + timeout) / mutants run (total - not_checked); score_without_equivalent "
+                            "leaves out the survivors listed as equivalent in tools/mutation_equivalent.json",
         "tests": cfg["pytest_add_cli_args_test_selection"], "pytest_args": cfg["pytest_add_cli_args"],
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
         "modules": table, "overall": totals, "survivors": survivors,
@@ -235,13 +237,14 @@ def main() -> None:
         print(f"{m}: {seconds[m]:.0f} s{'' if finished[m] else ' (stopped by the budget)'}", flush=True)
     result = summarise(modules, seconds, finished, "python tools/mutation.py " + " ".join(sys.argv[1:]))
     RESULT.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
-    print(f"{'module':14} {'killed':>7} {'timeout':>7} {'surv.':>6} {'equiv.':>6} {'total':>6} {'score':>6}")
+    print(f"{'module':14} {'killed':>7} {'timeout':>7} {'surv.':>6} {'equiv.':>6} {'not run':>7} {'total':>6} "
+          f"{'score':>6}")
     for m, t in result["modules"].items():
         score = f"{t['score']:.1%}" if t["score"] is not None else "-"
         print(f"{m:14} {t['killed']:7} {t['timeout']:7} {t['survived'] + t['no_tests']:6} {t['equivalent']:6} "
-              f"{t['total']:6} {score:>6}")
+              f"{t['not_checked']:7} {t['total']:6} {score:>6}")
     o = result["overall"]
-    print(f"overall: {o['score']:.1%} caught ({o['killed'] + o['timeout']}/{o['total']}), "
+    print(f"overall: {o['score']:.1%} caught ({o['killed'] + o['timeout']} of the {o['total'] - o['not_checked']} run), "
           f"{o['score_without_equivalent']:.1%} without the {o['equivalent']} equivalent; wrote {RESULT}")
 
 
