@@ -83,6 +83,17 @@ def test_a_grayscale_folder_loads_as_before(tmp_path):
     np.testing.assert_array_equal(got, x)
 
 
+def test_grayscale_palette_images_stay_grayscale_and_coloured_ones_do_not(tmp_path):
+    x = np.random.default_rng(2).integers(0, 256, (6, 6), dtype=np.uint8)
+    Image.fromarray(x, "L").save(tmp_path / "a.gif")  # a GIF stores gray pixels in a gray palette
+    Image.fromarray(x, "L").convert("P").save(tmp_path / "b.png")
+    got = load(tmp_path).images
+    assert got.shape == (2, 6, 6)
+    np.testing.assert_array_equal(got[1], x)
+    Image.fromarray(np.full((6, 6, 3), [200, 10, 10], np.uint8), "RGB").convert("P").save(tmp_path / "c.png")
+    assert load(tmp_path).images.shape == (3, 6, 6, 3)
+
+
 def test_a_folder_with_one_colour_image_is_read_in_colour(tmp_path):
     Image.fromarray(np.full((6, 6), 100, np.uint8), "L").save(tmp_path / "a.png")
     Image.fromarray(np.full((6, 6, 3), [200, 10, 10], np.uint8), "RGB").save(tmp_path / "b.png")

@@ -74,6 +74,17 @@ def folder_class_names(source: str | Path) -> list[str] | None:
     return sorted({x[0] for x in parts})
 
 
+def _has_colour(pil: Any) -> bool:
+    """Whether an opened image has colour: not a gray mode, and for a palette image (a GIF, say) a
+    palette with some entry whose R, G and B differ."""
+    if pil.mode in GRAY_MODES:
+        return False
+    if pil.mode in ("P", "PA"):
+        palette = pil.getpalette() or []
+        return any(len(set(palette[i:i + 3])) > 1 for i in range(0, len(palette) - 2, 3))
+    return True
+
+
 def folder_mode(files: list[Path], grayscale: bool) -> str:
     """"RGB" when any of the image files has colour (and ``grayscale`` is False), else "L"; read
     from the file headers only."""
@@ -84,7 +95,7 @@ def folder_mode(files: list[Path], grayscale: bool) -> str:
     for path in files:
         try:
             with Image.open(path) as pil:
-                if pil.mode not in GRAY_MODES:
+                if _has_colour(pil):
                     return "RGB"
         except Exception:  # noqa: BLE001, S112  # an unreadable file is reported when it is read
             continue
