@@ -3,11 +3,12 @@
 Starts ``mixvae serve RUN --port 0`` in its own process on 127.0.0.1, waits for it to listen,
 asks for the map once (its first computation, timed apart), then sends a fixed, shuffled list of
 requests (every page, images, samples, slider decodes, routed uploads, the map's data) from
-``--threads`` client threads and stops. Writes the latency of each kind of request (p50, p95,
+``--threads`` client threads and stops. With ``--cold`` the server first routes and scores the
+training images and computes the map (both then kept in the run folder), and those are timed. Writes the latency of each kind of request (p50, p95,
 max), the errors (any answer but 200, or no answer) and the machine to
 benchmarks/results/load_test.json.
 
-    python benchmarks/load_test.py --run runs/explore --requests 600 --threads 8
+    python benchmarks/load_test.py --run runs/explore --requests 600 --threads 8 --cold
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import random
 import re
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -43,8 +45,16 @@ def start_server(run: Path) -> tuple[subprocess.Popen[str], str, float]:
         print(line.rstrip(), file=sys.stderr)
         found = re.search(r"at (http://127\.0\.0\.1:\d+)/", line)
         if found:
+            threading.Thread(target=drain, args=(proc.stderr,), daemon=True).start()  # a full pipe would block it
             return proc, found.group(1), time.perf_counter() - t0
     raise SystemExit(f"the server exited with status {proc.wait()}")
+
+
+def drain(stream: Any) -> None:
+    """Read the server's log (a line per request) and show only what is not a request line."""
+    for line in stream:
+        if '" 200 -' not in line:
+            print(line.rstrip(), file=sys.stderr)
 
 
 def png(image: np.ndarray) -> bytes:
@@ -79,7 +89,7 @@ def plan(n: int, experts: int, latent: int, images: int, uploads: list[bytes], s
     return out
 
 
-def send(base: str, kind: str, what: Any) -> tuple[str, float, int]:
+def send(base: str, kind: str, what: Any, timeout: float = 120) -> tuple[str, float, int]:
     boundary = "mixvaeloadtest"
     t0 = time.perf_counter()
     try:
@@ -90,7 +100,7 @@ def send(base: str, kind: str, what: Any) -> tuple[str, float, int]:
                                          headers={"Content-Type": f"multipart/form-data; boundary={boundary}"})
         else:
             req = urllib.request.Request(base + what)
-        with urllib.request.urlopen(req, timeout=120) as r:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
             r.read()
             status = r.status
     except urllib.error.HTTPError as e:
@@ -113,9 +123,16 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=RESULTS / "load_test.json")
+    p.add_argument("--cold", action="store_true",
+                   help="remove the routing and the map kept in RUN first, so that their computation is timed")
     args = p.parse_args()
     from mixvae.config import load_config
     from mixvae.data import load
+    from mixvae.runfolder import MAP_FILE, ROUTING_FILE, read_eval
+
+    if args.cold:
+        for name in (ROUTING_FILE, MAP_FILE):
+            (args.run / name).unlink(missing_ok=True)
 
     cfg = load_config(args.run)
     test = load(cfg.data, "test" if cfg.data in ("mnist", "fashion-mnist") else "train").images
@@ -123,7 +140,7 @@ def main() -> int:
     load_before = os.getloadavg()[0]
     proc, base, start_seconds = start_server(args.run)
     try:
-        _, first_map, status = send(base, "map", "/api/map")  # computes the map (or reads it from the run)
+        _, first_map, status = send(base, "map", "/api/map", timeout=3600)  # computes the map (or reads it from the run)
         assert status == 200, status
         images = len(json.loads(urllib.request.urlopen(base + "/api/map", timeout=120).read())["x"])
         requests = plan(args.requests, cfg.model.n_components, cfg.model.latent_dim, images, uploads, args.seed)
@@ -137,7 +154,9 @@ def main() -> int:
     errors = [(k, s) for k, _, s in done if s != 200]
     result = {
         "command": "python benchmarks/load_test.py " + " ".join(sys.argv[1:]),
-        "run": {"folder": str(args.run), "data": cfg.data, "images": images, "experts": cfg.model.n_components},
+        "run": {"folder": str(args.run), "data": cfg.data, "images": images, "experts": cfg.model.n_components,
+                "test_acc": (read_eval(args.run).get("test") or {}).get("acc")},
+        "cold": args.cold,
         "threads": args.threads, "requests": len(done), "errors": len(errors),
         "error_statuses": sorted({s for _, s in errors}), "wall_seconds": round(wall, 1),
         "requests_per_second": round(len(done) / wall, 1),

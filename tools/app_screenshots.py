@@ -1,7 +1,7 @@
 """Screenshots of every page of ``mixvae serve`` for the README (docs/images/app-*.png).
 
 Serves RUN with ``mixvae serve`` on 127.0.0.1, opens each page in Debian's headless Chromium
-(through chromium-driver; WebGL by SwiftShader, so the map's WebGL points draw), draws a digit on
+(through chromium-driver; the map drawn in SVG, as headless Chromium draws no WebGL), draws a digit on
 the Try page, moves a latent slider on an expert's page, clicks a point of the map, and saves one
 PNG per page.
 
@@ -28,8 +28,7 @@ def browser(width: int, height: int) -> Any:
 
     options = Options()
     options.binary_location = "/usr/bin/chromium"
-    for flag in ("--headless=new", "--no-sandbox", "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
-                 "--no-first-run", "--disable-background-networking", "--hide-scrollbars",
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--hide-scrollbars",
                  f"--window-size={width},{height}"):
         options.add_argument(flag)
     return webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
@@ -76,7 +75,7 @@ def main() -> int:
     driver = browser(1300, 900)
     args.out.mkdir(parents=True, exist_ok=True)
     try:
-        for page, path in zip(PAGES, ("/", f"/expert/{args.expert}", "/try", "/map", "/outliers", "/training")):
+        for page, path in zip(PAGES, ("/", f"/expert/{args.expert}", "/try", "/map?draw=svg", "/outliers", "/training")):
             driver.get(base + path)
             settle(driver)
             if page == "try":

@@ -105,12 +105,15 @@ const mixvae = (() => {
     const r = await fetch("/api/map");
     const m = await r.json();
     const K = Number(document.body.dataset.experts);
+    // SVG up to SVG_POINTS images (drawn everywhere); WebGL above, where SVG is slow, when the browser
+    // has it (?draw=svg asks for SVG whatever the size)
+    const hasWebgl = !!document.createElement("canvas").getContext("webgl");
+    const webgl = m.x.length > SVG_POINTS && hasWebgl && new URLSearchParams(location.search).get("draw") !== "svg";
     const traces = [];
     for (let k = 0; k < K; k++) {
       const idx = m.expert.flatMap((e, i) => (e === k ? [i] : []));
       const label = m.matched && m.matched[k] !== null ? `expert ${k} (${m.matched[k]})` : `expert ${k}`;
-      // SVG up to SVG_POINTS images (drawn everywhere, headless browsers too); WebGL above, where SVG is slow
-      traces.push({type: m.x.length > SVG_POINTS ? "scattergl" : "scatter", mode: "markers", name: label, x: idx.map((i) => m.x[i]),
+      traces.push({type: webgl ? "scattergl" : "scatter", mode: "markers", name: label, x: idx.map((i) => m.x[i]),
         y: idx.map((i) => m.y[i]), customdata: idx, text: idx.map((i) => m.source[i]),
         hovertemplate: "%{text}<extra>" + label + "</extra>", marker: {size: 4, opacity: 0.7}});
     }
