@@ -203,3 +203,14 @@ def test_max_epochs_replaces_the_budget() -> None:
     assert small(max_epochs=2).fit(X).config_.train.epochs == 2
     cfg = MixtureVAE(n_components=3)._config((1, 5), "vectors", 60)  # what fit resolves for 60 rows
     assert cfg.train.epochs == round(480_000 * math.sqrt(60 / 60_000) / 60) == 253
+
+
+def test_epochs_given_anywhere_replace_the_budget(tmp_path) -> None:
+    from mixvae.config import for_data, resolve_config
+
+    (tmp_path / "run.yaml").write_text("train:\n  epochs: 3\n")
+    for cfg in (resolve_config("default", overrides=["train.epochs=10"]),
+                resolve_config("default", values={"train": {"epochs": 10}}),
+                resolve_config("default", config_file=tmp_path / "run.yaml")):
+        assert cfg.train.budget_images == 0 and for_data(cfg, 1000).train.epochs == cfg.train.epochs
+    assert resolve_config("default", values={"train": {"epochs": None}}).train.budget_images == 480_000

@@ -176,7 +176,17 @@ def resolve_config(preset_name: str | None = None, config_file: Path | str | Non
     if not isinstance(overrides, Mapping):
         overrides = parse_overrides(overrides)
     cfg = config_from_dict(overrides, base=cfg)
-    return config_from_dict(_drop_none(values or {}), base=cfg)
+    cfg = config_from_dict(_drop_none(values or {}), base=cfg)
+    if any(_sets_epochs(m) for m in (file_values, overrides, _drop_none(values or {}))):
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, budget_images=0))
+    return cfg
+
+
+def _sets_epochs(values: Mapping[str, Any] | None) -> bool:
+    """Whether a layer of settings names ``train.epochs`` without a budget: a number of epochs given
+    anywhere replaces the preset's budget of images seen (see mixvae.config.budget)."""
+    train = (values or {}).get("train") or {}
+    return isinstance(train, Mapping) and "epochs" in train and "budget_images" not in train
 
 
 def _drop_none(values: Mapping[str, Any]) -> dict[str, Any]:
