@@ -351,3 +351,30 @@ def test_each_epochs_test_metrics_are_computed_on_the_training_device(monkeypatc
     for images, labels, batch_size, device in seen:
         assert images is trainer.test_images and labels is trainer.test_labels
         assert batch_size == cfg.train.eval_batch_size and device is not None and device == trainer.device
+
+
+def test_a_process_other_than_the_first_gives_the_regulariser_no_log_and_writes_nothing(tmp_path, monkeypatch):
+    x, _ = blobs(n_per=30, k=4)
+    spy = Spy()
+    monkeypatch.setattr(train_mod, "build_schedule", lambda *args: Schedule([(0, spy)]))
+    lines: list[str] = []
+    trainer = Trainer(blob_config(epochs=2, batch_size=40), x, run_dir=tmp_path, log=lines.append,
+                      runtime=Runtime(progress=False))
+    trainer.main = False  # what rank 1 of a process group sets (without a group to wait on)
+    trainer.run()
+    assert not trainer.main and [(e, lg) for _, e, _, lg in spy.calls] == [(0, None), (1, None)]
+    assert not list(tmp_path.iterdir())  # checkpoints and records are the first process's
+
+
+def test_each_epochs_progress_frame_is_every_expert_decoding_the_one_fixed_latent():
+    x, _ = blobs(n_per=10, k=4)
+    trainer = Trainer(blob_config(epochs=2, batch_size=40), x, log=None, runtime=Runtime(progress=False))
+    module, _ = trainer.run()
+    frames = trainer.state.frames
+    K, D = trainer.cfg.model.n_components, x[0].size
+    assert len(frames) == 2 and all(f.shape == (K, D) for f in frames)
+    module.eval()
+    with torch.no_grad():  # the last frame: the trained experts, each decoding the same latent
+        expected = torch.stack([module.decode(trainer.z_fixed.expand(K, 1, -1))[k, 0] for k in range(K)])
+    torch.testing.assert_close(frames[-1], expected)
+    assert not torch.equal(frames[0], frames[1])  # drawn after each epoch's training
