@@ -378,3 +378,20 @@ def test_each_epochs_progress_frame_is_every_expert_decoding_the_one_fixed_laten
         expected = torch.stack([module.decode(trainer.z_fixed.expand(K, 1, -1))[k, 0] for k in range(K)])
     torch.testing.assert_close(frames[-1], expected)
     assert not torch.equal(frames[0], frames[1])  # drawn after each epoch's training
+
+
+def test_a_parameter_the_steps_loss_does_not_reach_is_not_moved_by_adams_momentum():
+    """Gradients are cleared to None, not zero: Adam then skips a parameter a step did not reach
+    (with a zero gradient its momentum from earlier steps would keep moving it)."""
+    x, _ = blobs(n_per=10, k=4)
+    trainer = Trainer(blob_config(epochs=1, batch_size=40), x, log=None, runtime=Runtime(progress=False, max_steps=2))
+    idle = torch.nn.Parameter(torch.zeros(3))
+    trainer.module.register_parameter("idle", idle)
+    opt = trainer.state.optimizer
+    opt.add_param_group({"params": [idle]})
+    idle.grad = torch.ones(3)
+    opt.step()  # momentum from an earlier step
+    before = idle.detach().clone()
+    assert before.abs().sum() > 0
+    trainer.run()
+    torch.testing.assert_close(idle.detach(), before, rtol=0, atol=0)
