@@ -67,8 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.one:
         print(json.dumps(measure(int(args.one[0]), args.one[1], args.preset, tuple(args.steps), args.threads)))
         return 0
-    load = os.getloadavg()[0]
-    rows = []
+    from speed import machine
+
+    command = "python benchmarks/colour_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    info = machine(args.threads)
+    info["load_average_1min_at_start"] = os.getloadavg()[0]
+    rows: list[dict[str, Any]] = []
     for side in SIDES:
         for network in NETWORKS:
             out = subprocess.run([sys.executable, __file__, "--one", str(side), network, "--preset", args.preset,
@@ -78,13 +82,9 @@ def main(argv: list[str] | None = None) -> int:
             r = rows[-1]
             print(f"{side}x{side}x3 {network}: {r['seconds_per_10k']:.1f} s per 10,000 images, "
                   f"peak RSS {r['peak_rss_mib']:.0f} MiB", flush=True)
-    from speed import machine
-
-    command = "python benchmarks/colour_speed.py " + " ".join(sys.argv[1:] if argv is None else argv)
-    info = machine(args.threads)
-    info["load_average_1min_at_start"] = load
-    args.out.write_text(json.dumps({"command": command.strip(), "machine": info, "networks": NETWORKS,
-                                    "rows": rows}, indent=2) + "\n")
+            # written after every row, so that a run stopped early keeps what it measured
+            args.out.write_text(json.dumps({"command": command.strip(), "machine": info, "networks": NETWORKS,
+                                            "rows": rows}, indent=2) + "\n")
     return 0
 
 
