@@ -42,6 +42,8 @@ def test_each_split_is_scored_on_its_own_predictions(run: Path) -> None:
         assert got["confusion"] == table.tolist()
     assert json.loads((run / "eval.json").read_text()) == json.loads(json.dumps(result))
     assert (run / "confusion.png").is_file()
+    assert result["run"] == str(run)
+    assert "log_likelihood" not in result  # no likelihood bound unless asked for
 
 
 def test_other_data_is_scored_instead_of_the_runs(run: Path, tmp_path: Path) -> None:
