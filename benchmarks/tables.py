@@ -441,10 +441,13 @@ VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     seed_preset_values, piecewise_values, speed_conv_values, app_values)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables_mutation
 import tables_vectors
 
 TABLES.update(tables_vectors.TABLES)
 VALUES += tables_vectors.VALUES
+TABLES.update(tables_mutation.TABLES)
+VALUES += tables_mutation.VALUES
 
 
 def render(text: str, values: dict[str, str], tables: dict[str, str]) -> tuple[str, list[str]]:

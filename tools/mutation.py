@@ -207,6 +207,8 @@ def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str,
                             "leaves out the survivors listed as equivalent in tools/mutation_equivalent.json",
         "tests": cfg["pytest_add_cli_args_test_selection"], "pytest_args": cfg["pytest_add_cli_args"],
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                 check=False).stdout.strip(),  # the code and tests that were mutated
         "modules": table, "overall": totals, "survivors": survivors,
     }
 
