@@ -49,7 +49,23 @@ def _init_(weight: torch.Tensor, bias: torch.Tensor, fan_in: int, fan_out: int, 
             bias.uniform_(-bound, bound)
 
 
-class ExpertConv2d(nn.Module):
+class _ExpertConvLayer(nn.Module):
+    """The weights of K independent 4x4 convolutions, one (K, *channels, 4, 4) tensor, and a
+    (K, C_out) bias."""
+
+    def __init__(self, n_experts: int, in_channels: int, out_channels: int, init: str, channels: tuple[int, int]):
+        super().__init__()
+        self.n_experts, self.in_channels, self.out_channels = n_experts, in_channels, out_channels
+        self.weight = nn.Parameter(torch.empty(n_experts, *channels, KERNEL, KERNEL))
+        self.bias = nn.Parameter(torch.empty(n_experts, out_channels))
+        area = KERNEL * KERNEL
+        _init_(self.weight, self.bias, in_channels * area, out_channels * area, init)
+
+    def extra_repr(self) -> str:
+        return f"experts={self.n_experts}, in={self.in_channels}, out={self.out_channels}, kernel={KERNEL}"
+
+
+class ExpertConv2d(_ExpertConvLayer):
     """K independent 4x4 stride-2 convolutions, stored as one (K, C_out, C_in, 4, 4) weight.
 
     Input ``(B, C_in, H, W)`` shared by all experts or ``(B, K * C_in, H, W)`` (group k is
@@ -57,12 +73,7 @@ class ExpertConv2d(nn.Module):
     """
 
     def __init__(self, n_experts: int, in_channels: int, out_channels: int, init: str = "glorot_uniform"):
-        super().__init__()
-        self.n_experts, self.in_channels, self.out_channels = n_experts, in_channels, out_channels
-        self.weight = nn.Parameter(torch.empty(n_experts, out_channels, in_channels, KERNEL, KERNEL))
-        self.bias = nn.Parameter(torch.empty(n_experts, out_channels))
-        area = KERNEL * KERNEL
-        _init_(self.weight, self.bias, in_channels * area, out_channels * area, init)
+        super().__init__(n_experts, in_channels, out_channels, init, (out_channels, in_channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         K, C = self.n_experts, self.in_channels
@@ -71,29 +82,18 @@ class ExpertConv2d(nn.Module):
         groups = 1 if x.shape[1] == C else K
         return F.conv2d(x, weight, self.bias.reshape(-1), STRIDE, PADDING, groups=groups)  # (B, K*C_out, H', W')
 
-    def extra_repr(self) -> str:
-        return f"experts={self.n_experts}, in={self.in_channels}, out={self.out_channels}, kernel={KERNEL}"
 
-
-class ExpertConvTranspose2d(nn.Module):
+class ExpertConvTranspose2d(_ExpertConvLayer):
     """K independent 4x4 stride-2 transposed convolutions, one (K, C_in, C_out, 4, 4) weight:
     ``(B, K * C_in, H, W)`` -> ``(B, K * C_out, 2H + output_padding, 2W + output_padding)``."""
 
     def __init__(self, n_experts: int, in_channels: int, out_channels: int, init: str = "glorot_uniform"):
-        super().__init__()
-        self.n_experts, self.in_channels, self.out_channels = n_experts, in_channels, out_channels
-        self.weight = nn.Parameter(torch.empty(n_experts, in_channels, out_channels, KERNEL, KERNEL))
-        self.bias = nn.Parameter(torch.empty(n_experts, out_channels))
-        area = KERNEL * KERNEL
-        _init_(self.weight, self.bias, in_channels * area, out_channels * area, init)
+        super().__init__(n_experts, in_channels, out_channels, init, (in_channels, out_channels))
 
     def forward(self, x: torch.Tensor, output_padding: tuple[int, int] = (0, 0)) -> torch.Tensor:
         K = self.n_experts
         weight = self.weight.reshape(K * self.in_channels, self.out_channels, KERNEL, KERNEL)
         return F.conv_transpose2d(x, weight, self.bias.reshape(-1), STRIDE, PADDING, output_padding, groups=K)
-
-    def extra_repr(self) -> str:
-        return f"experts={self.n_experts}, in={self.in_channels}, out={self.out_channels}, kernel={KERNEL}"
 
 
 def _to_nchw(x: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
