@@ -37,7 +37,7 @@ INDEX_FILE = "index.csv"  # in each expert's folder of --sort-into: its members,
 
 def array_shape(cfg: Any) -> tuple[int, ...]:
     """One input image of the run's model as an array: (H, W), or (H, W, C) for a colour model."""
-    return tuple(getattr(cfg.model, "array_shape", cfg.model.image_shape))
+    return tuple(cfg.model.array_shape)
 
 
 def read_file(path: Path | Any, cfg: Any) -> np.ndarray:
@@ -47,7 +47,7 @@ def read_file(path: Path | Any, cfg: Any) -> np.ndarray:
 
     shape = tuple(cfg.model.image_shape)
     if len(array_shape(cfg)) == 3:
-        return read_image(path, shape, "RGB")  # type: ignore[call-arg,unused-ignore]  # colour models
+        return read_image(path, shape, "RGB")  # colour models
     return read_image(path, shape)
 
 

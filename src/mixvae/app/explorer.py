@@ -165,7 +165,7 @@ class Explorer:
 
         if cfg.data in ("", "array"):  # an estimator fitted on an array: nothing to show
             return None, []
-        options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 and hasattr(cfg, "grayscale") else {}
+        options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
         images = load(cfg.data, "train", image_size=cfg.image_size, log=lambda m: None, **options).images
         if tuple(images.shape[1:]) != array_shape(cfg):
             return None, []

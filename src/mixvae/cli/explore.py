@@ -27,7 +27,7 @@ def read_collection(source: str, split: str, cfg: Any) -> tuple[list[str], Any, 
         if not files:
             raise UsageError(f"no images found in {path}; expected PNG/JPEG files")
         return [f.relative_to(path).as_posix() for f in files], FileImages(files, cfg), files
-    options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 and hasattr(cfg, "grayscale") else {}
+    options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
     images = load(source, split, image_size=cfg.image_size, log=lambda m: print(m, file=sys.stderr), **options).images
     if tuple(images.shape[1:]) != array_shape(cfg):
         raise UsageError(f"{source} holds {tuple(images.shape[1:])} images, but the model takes {array_shape(cfg)}")
