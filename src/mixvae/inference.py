@@ -84,20 +84,16 @@ def latent_means(module: MixtureModule, images: Any, batch_size: int = 500, devi
 
 @torch.no_grad()
 def log_likelihood(module: MixtureModule, images: Any, n_samples: int, *, binarize: bool = False,
-                   stop: int | None = None, device: Device = "cpu", batch_size: int = 100,
-                   generators: tuple[torch.Generator, torch.Generator] | None = None) -> np.ndarray:
+                   stop: int | None = None, device: Device = "cpu", batch_size: int = 100) -> np.ndarray:
     """Importance-weighted lower bound on log p(x) in nats of each of images[:stop], (n,) float64.
 
     ``n_samples`` draws per expert (see :meth:`MixtureModule.log_likelihood`). The draws for each
     image are seeded by its content (and seed 0), so an image gets the same bound wherever it
     sits in the array and whatever else is in it. A model trained on binarised pixels
     (``binarize``) is evaluated on one fixed binarisation of each image (seed 1): each pixel is 1
-    with probability its intensity. The bound is computed in float64. ``generators`` (draws,
-    coins), when given, supply the two seeds (their ``initial_seed``) instead of 0 and 1; so
-    consecutive calls on consecutive parts of an array give the bound of one call on the whole
-    array.
+    with probability its intensity. The bound is computed in float64, so consecutive calls on
+    consecutive parts of an array give the bound of one call on the whole array.
     """
-    seeds = (0, 1) if generators is None else (generators[0].initial_seed(), generators[1].initial_seed())
     K, L = module.config.n_components, module.config.latent_dim
     module = copy.deepcopy(module).double()  # in float64, an image's bound does not depend on its batch
     out = []
@@ -105,9 +101,9 @@ def log_likelihood(module: MixtureModule, images: Any, n_samples: int, *, binari
         for x in batches(images, batch_size, "cpu", stop):
             keys = [zlib.crc32(row.numpy().tobytes()) for row in x]  # (B,) one seed per row, from its content
             if binarize:
-                coins = torch.stack([torch.rand(x.shape[1], generator=_seeded(seeds[1], k)) for k in keys])  # (B, D)
+                coins = torch.stack([torch.rand(x.shape[1], generator=_seeded(1, k)) for k in keys])  # (B, D)
                 x = (coins < x).float()
-            noise = torch.stack([torch.randn(n_samples, K, L, generator=_seeded(seeds[0], k)) for k in keys], 2)
+            noise = torch.stack([torch.randn(n_samples, K, L, generator=_seeded(0, k)) for k in keys], 2)
             x, noise = x.to(device, torch.float64), noise.double()  # noise (S, K, B, L)
             out.append(module.log_likelihood(x, n_samples, noise=noise).cpu())
     return torch.cat(out).double().numpy() if out else np.zeros(0)
