@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -140,8 +142,10 @@ def test_not_fitted():
     (np.full((5, 4, 4), np.nan), "non-finite"),
 ])
 def test_bad_input_is_one_clear_sentence(bad, match):
-    with pytest.raises(ValueError, match=match) as e:
-        MixtureVAE(n_components=2).fit(bad)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the sentence alone: no numpy warning printed before it
+        with pytest.raises(ValueError, match=match) as e:
+            MixtureVAE(n_components=2).fit(bad)
     assert "\n" not in str(e.value)
 
 
