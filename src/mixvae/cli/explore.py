@@ -34,6 +34,15 @@ def read_collection(source: str, split: str, cfg: Any) -> tuple[list[str], Any, 
     return [str(i) for i in range(len(images))], images, None
 
 
+def _read_rows(source: str, split: str, cfg: Any) -> tuple[list[str], Any, None]:
+    """A run on vectors: a .csv / .npy / .npz file's rows in the model's units, named by row index."""
+    from mixvae.cli.vectors import read_rows
+    from mixvae.vectors import to_model_units
+
+    rows = to_model_units(cfg.model, read_rows(Path(source), cfg, split))
+    return [str(i) for i in range(len(rows))], rows, None
+
+
 def _check_outputs(args: argparse.Namespace) -> None:
     if args.out.exists() and not args.overwrite:
         raise UsageError(f"{args.out} exists; pass --overwrite to replace it")
@@ -71,14 +80,27 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
     if args.iw < 1 or args.batch_size < 1:
         raise UsageError(f"--iw {args.iw} and --batch-size {args.batch_size} are invalid: expected integers >= 1")
+    from mixvae.cli.vectors import runs_on_vectors
+
+    vectors = runs_on_vectors(args.run)
+    if vectors and args.sort_into is not None:
+        raise UsageError("--sort-into sorts image files into folders; a run on vectors has rows, not files")
     _check_outputs(args)
     module, cfg = load_run(args.run, args.device)
-    sources, images, files = read_collection(args.data, args.split, cfg)
+    if vectors:
+        sources, images, files = _read_rows(args.data, args.split, cfg)
+    else:
+        sources, images, files = read_collection(args.data, args.split, cfg)
     if args.sort_into is not None and files is None:
         raise UsageError("--sort-into needs a folder of image files; an array's images have no files to link")
-    with tqdm(total=len(sources), unit="img", disable=args.quiet or None, file=sys.stderr) as bar:
+    with tqdm(total=len(sources), unit="row" if vectors else "img", disable=args.quiet or None,
+              file=sys.stderr) as bar:
         result = assign(module, images, sources, iw_samples=args.iw, binarize=cfg.train.binarize,
                         chunk=args.batch_size, device=args.device, progress=bar.update)
+    if vectors:  # the bound in nats of the data in its own units, as MixtureVAE.score_samples gives it
+        from mixvae.vectors import log_jacobian
+
+        result.outlier_score = result.outlier_score + log_jacobian(cfg.model)
     result.matched_class = matched_classes(read_eval(args.run))
     write_csv(result, args.out)
     if args.sort_into is not None and files is not None:
@@ -104,6 +126,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); "
                              "try another --port") from None
 
+    from mixvae.cli.vectors import check_image_only
+
+    check_image_only(args.run, "mixvae serve")
     listen(lambda: check_address(args.host, args.port))  # before the model is loaded
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"mixvae: warning: serving on {args.host}: anyone who can reach this machine can use the app",

@@ -118,6 +118,15 @@ def _read_for_predict(path: Path, model: Any) -> tuple[list[str], Any]:
     return names, images
 
 
+def _read_vectors_for_predict(path: Path, cfg: Any) -> tuple[list[str], Any]:
+    """A run on vectors: the rows of a .csv / .npy / .npz file, named FILE[row], in the model's units."""
+    from mixvae.cli.vectors import read_rows
+    from mixvae.vectors import to_model_units
+
+    rows = read_rows(path, cfg)
+    return [f"{path}[{i}]" for i in range(len(rows))], to_model_units(cfg.model, rows)
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -128,7 +137,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     module, cfg = load_run(args.run)
     names, arrays = [], []
     for f in args.files:
-        n, a = _read_for_predict(f, cfg.model)
+        n, a = _read_vectors_for_predict(f, cfg) if cfg.model.input_type == "vectors" else _read_for_predict(f, cfg.model)
         names += n
         arrays.append(a)
     probs = predict_proba(module, np.concatenate(arrays), batch_size=10000)

@@ -15,7 +15,7 @@ from typing import Any
 
 from mixvae.cli.errors import UsageError
 
-__all__ = ["evaluate_vectors", "is_vector_run", "vector_run", "write_samples"]
+__all__ = ["check_image_only", "evaluate_vectors", "is_vector_run", "read_rows", "runs_on_vectors", "vector_run", "write_samples"]
 
 
 def is_vector_run(args: argparse.Namespace, cfg: Any) -> bool:
@@ -75,7 +75,7 @@ def evaluate_vectors(run_dir: Path, cfg: Any, iw_samples: int = 0, iw_images: in
 
     from mixvae import runfolder
     from mixvae.checkpoint import load_run
-    from mixvae.data.tables import load_vectors
+    from mixvae.data.tables import label_names, load_vectors
     from mixvae.inference import log_likelihood, predict_proba
     from mixvae.inputs import as_vectors
     from mixvae.metrics import clustering_report
@@ -88,6 +88,10 @@ def evaluate_vectors(run_dir: Path, cfg: Any, iw_samples: int = 0, iw_images: in
     except ValueError as e:
         raise UsageError(f"{cfg.data}: {e}") from None
     result: dict[str, Any] = {"run": str(run_dir), "data": cfg.data}
+    if cfg.label_column is not None and str(cfg.data).lower().endswith(".csv"):
+        names = label_names(Path(str(cfg.data)).expanduser(), cfg.label_column)
+        if names is not None:
+            result["class_names"] = names  # labels index them: a .csv's label column, sorted
     for split in ("test", "train"):
         if split in splits:
             x, y = splits[split]
@@ -136,3 +140,83 @@ def _changed(cfg: Any, section: str = "model") -> dict[str, Any]:
     mine = cfg.to_dict()[section]
     skip = {"image_shape", "channels", "input_type", "feature_mean", "feature_std"}
     return {k: v for k, v in mine.items() if v != ref[k] and k not in skip}
+
+
+def read_rows(path: Path, cfg: Any, split: str = "train") -> Any:
+    """The rows of a vectors file for a run on vectors, as ``mixvae predict`` and ``mixvae assign``
+    take them: float64 (N, D) in the data's units.
+
+    A ``.csv`` has the training table's columns; the run's ``label_column``, when the file has
+    it, is dropped (its labels are not used). A ``.npy`` is one matrix; an ``.npz`` holds
+    ``x_train`` / ``x_test`` (``split``) or ``x``. A missing file, a wrong number of features,
+    NaN/inf or a value that is not a number raise a :class:`UsageError` naming the file.
+    """
+    from mixvae.data import DataError
+    from mixvae.data.tables import load_vectors, read_csv
+    from mixvae.inputs import as_vectors
+
+    path = Path(path).expanduser()
+    D = int(cfg.model.input_dim)
+    if not path.is_file():
+        raise UsageError(f"{path} does not exist" if not path.exists() else f"{path} is not a file")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".npy", ".npz"):
+        raise UsageError(f"{path} is not a .csv, .npy or .npz file; a run on vectors takes rows of {D} numbers")
+    try:
+        if suffix == ".csv":
+            X = _csv_rows(path, cfg.label_column, D, read_csv)
+        else:
+            splits = load_vectors(path)
+            if split not in splits:
+                raise UsageError(f"{path} has no {split} split; expected x_{split} in the archive")
+            X = splits[split][0]
+    except DataError as e:
+        raise UsageError(str(e).replace(" (name a label column with --label-column)", "").rstrip(".")) from None
+    if X.ndim != 2:
+        raise UsageError(f"{path} holds an array of shape {X.shape}; expected rows of {D} numbers (samples, {D})")
+    if X.shape[1] != D:
+        raise UsageError(f"{path} has {X.shape[1]} features per row, but the run was trained on {D}")
+    if len(X) == 0:
+        raise UsageError(f"{path} holds no rows; expected at least one")
+    try:
+        return as_vectors(X, D)
+    except ValueError as e:
+        raise UsageError(f"{path} {str(e).removeprefix('X ').rstrip('.')}") from None
+
+
+def _csv_rows(path: Path, label_column: str | None, D: int, read_csv: Any) -> Any:
+    """A .csv's features: without the run's label column when the file has it and then has D
+    features, else every column (a table of features alone)."""
+    from mixvae.data import DataError
+
+    errors: list[DataError] = []
+    widths = []
+    for column in ([label_column] if label_column is not None else []) + [None]:
+        try:
+            X, _ = read_csv(path, column)
+        except DataError as e:
+            errors.append(e)
+            continue
+        if X.shape[1] == D:
+            return X
+        widths.append(X.shape[1])
+    if widths:
+        raise UsageError(f"{path} has {widths[0]} features per row, but the run was trained on {D}"
+                         + (f" (besides its label column {label_column!r})" if label_column is not None else ""))
+    # a file without the label column is read whole: its error, not "no such column", is the one to show
+    raise next((e for e in errors if "has no column" not in str(e)), errors[0])
+
+
+def runs_on_vectors(run: Path) -> bool:
+    """Whether ``run`` (a run folder, or a folder written by ``MixtureVAE.save``) holds a model of vectors."""
+    from mixvae.config import load_config
+    from mixvae.runfolder import CONFIG_FILE
+
+    return (Path(run) / CONFIG_FILE).is_file() and load_config(run).model.input_type == "vectors"
+
+
+def check_image_only(run: Path, command: str) -> None:
+    """Refuse a run on vectors for a command that shows images only (one line, exit status 2)."""
+    if runs_on_vectors(run):
+        raise UsageError(f"{run} was trained on vectors; {command} shows runs on images only "
+                         "(use mixvae predict, assign, evaluate or sample on a run on vectors)")

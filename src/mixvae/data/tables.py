@@ -17,7 +17,7 @@ import numpy as np
 
 from mixvae.data.arrays import DataError, one_line
 
-__all__ = ["VectorData", "holds_vectors", "load_vectors", "read_csv"]
+__all__ = ["VectorData", "holds_vectors", "label_names", "load_vectors", "read_csv"]
 
 VectorData = dict[str, tuple[np.ndarray, "np.ndarray | None"]]  # split -> (X (N, D) float64, labels (N,) or None)
 
@@ -37,15 +37,34 @@ def _labels(column: list[str]) -> np.ndarray:
     return np.unique(np.asarray(column), return_inverse=True)[1].astype(np.int64)
 
 
-def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The features (N, D) float64 and, with ``label_column``, the labels (N,) int64 of a .csv file."""
+def _rows(path: Path) -> tuple[list[str] | None, list[list[str]]]:
+    """(header or None, the rows of fields below it) of a .csv file, blank lines skipped."""
     try:
         with open(path, newline="") as f:
             rows = [row for row in csv.reader(f) if row and any(field.strip() for field in row)]
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise DataError(f"cannot read {path} ({one_line(err)}); expected a comma-separated text file.") from None
     header = rows[0] if rows and any(_number(v) is None for v in rows[0]) else None
-    body = rows[1:] if header is not None else rows
+    return header, rows[1:] if header is not None else rows
+
+
+def label_names(path: Path, label_column: str) -> list[str] | None:
+    """The names of a .csv's labels in the order :func:`read_csv` numbers them (sorted), when they
+    are not integers; None when they are (the labels are then their own names)."""
+    header, body = _rows(path)
+    if not body:
+        return None
+    column = _column_index(path, header, len(body[0]), label_column)
+    assert column is not None
+    values = [row[column] for row in body if len(row) > column]
+    if all((v := _number(text)) is not None and float(v).is_integer() for text in values):
+        return None
+    return [str(name) for name in np.unique(np.asarray(values))]
+
+
+def read_csv(path: Path, label_column: str | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The features (N, D) float64 and, with ``label_column``, the labels (N,) int64 of a .csv file."""
+    header, body = _rows(path)
     if not body:
         raise DataError(f"{path} holds no rows of numbers; expected one sample per row.")
     width = len(body[0])
