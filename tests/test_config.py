@@ -70,3 +70,14 @@ def test_renamed_settings_still_read_from_an_old_config():
     # a new name given beside its old one wins, in either order
     assert config_from_dict({"train": {"n_neighbours": 4, "router_neighbors": 9}}).train.n_neighbours == 4
     assert config_from_dict({"train": {"router_neighbors": 9, "n_neighbours": 4}}).train.n_neighbours == 4
+
+
+@pytest.mark.parametrize("items, expected", [(["grayscale=true"], True), (["grayscale=off"], False), ([], False)])
+def test_grayscale_is_set_by_set_as_by_the_flag(items, expected):
+    from mixvae.config import resolve_config
+
+    assert resolve_config("default", overrides=items).grayscale is expected
+    assert config_from_dict({"grayscale": True}).grayscale is True  # a config file's bool
+    for bad in (["grayscale=maybe"], {"grayscale": 1}):
+        with pytest.raises(ConfigError, match="grayscale"):
+            resolve_config("default", overrides=bad)
