@@ -9,6 +9,7 @@ only; no seed or run is picked by them: every seed run is reported.
     python benchmarks/quality.py --data mnist --preset default --seeds 0 1 2 3 4 --gen-eval --kmeans --jobs 2
     python benchmarks/quality.py --data mnist --preset seed --seeds 42 --epochs 15
     python benchmarks/quality.py --data fashion-mnist --preset default --seeds 0 1 2
+    python benchmarks/quality.py --data mnist --preset seed --seeds 42 --runs RUNS --resume   # continue stopped runs
 
 Results go to benchmarks/results/quality-<data>-<preset>[-<tag>].json and a markdown table is printed.
 ``--set train.KEY=VALUE`` changes one setting of the preset (give it a ``--tag``).
@@ -29,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from mixvae.checkpoint import latest_checkpoint
 from mixvae.config import config_from_dict, parse_overrides, save_config
 from mixvae.config import preset as make_preset
 from mixvae.data import load_split_pair, mixvae_home
@@ -124,7 +126,8 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
     cfg = config_from_dict(parse_overrides(args.set), base=cfg)
     run_dir = Path(args.runs) / f"{args.data}-{_name(args)}-seed{seed}" if args.runs else None
     t0 = time.perf_counter()
-    module, history = fit(cfg, train.images, test.images, test.labels, run_dir=run_dir,
+    resume = bool(args.resume and run_dir is not None and latest_checkpoint(run_dir) is not None)
+    module, history = fit(cfg, train.images, test.images, test.labels, run_dir=run_dir, resume=resume,
                           log=(lambda m: print(f"  [seed {seed}] {m}", flush=True)), runtime=Runtime(progress=False))
     seconds = time.perf_counter() - t0
     if run_dir is not None:
@@ -134,6 +137,8 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
         "seed": seed, "acc": rep["acc"], "nmi": rep["nmi"], "ari": rep["ari"],
         "experts_used": rep["experts_used"], "seconds": seconds, "epochs": cfg.train.epochs,
         "seconds_per_epoch": float(np.mean(history.column("seconds"))),
+        # a resumed run's "seconds" is this process's share; its epochs' own times are in seconds_per_epoch
+        "resumed": resume,
         "acc_per_epoch": history.column("test_acc"),
         "resplits": sum(r.get("resplits", 0) for r in history.records),  # label-free repairs made
     }
@@ -174,6 +179,8 @@ def main() -> None:
     p.add_argument("--jobs", type=int, default=1, help="train this many seeds at once, in separate processes")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="change one setting of the preset, as in 'mixvae train --set'")
+    p.add_argument("--resume", action="store_true",
+                   help="continue each seed's run in --runs from its last checkpoint (exact resume)")
     p.add_argument("--tag", default=None, help="results go to quality-<data>-<preset>-<tag>.json")
     args = p.parse_args()
     if args.threads:
