@@ -5,17 +5,23 @@ the estimator's on the test images."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from mixvae import evaluation
 from mixvae.checkpoint import load_run
+from mixvae.cli import main
+from mixvae.data.arrays import resize
 from mixvae.estimator import MixtureVAE
 from mixvae.evaluation import EvaluationError, evaluate_run
 from mixvae.inference import predict_proba
 
 from conftest import blobs
+from test_cli_errors import TINY
 from test_cli_use import scores, split, train_tiny_run
 
 
@@ -68,3 +74,65 @@ def test_the_iw_bound_is_the_estimators_on_the_test_images(run: Path) -> None:
     assert ll["split"] == "test" and ll["images"] == 20 and ll["iw_samples"] == 5
     assert ll["mean_nats"] == pytest.approx(float(want.mean()), abs=1e-9)
     assert ll["stderr"] == pytest.approx(float(want.std(ddof=1) / np.sqrt(20)), abs=1e-9)
+    _, cfg = load_run(run)
+    assert ll["likelihood"] == cfg.model.likelihood == "gaussian"  # the seed preset's
+    assert ll["pixels"] == "continuous in [0, 1], not binarised"
+    assert result["data"] == cfg.data == str(run.parent / "blobs.npz")
+
+
+def test_the_bounds_stderr_is_the_sample_stderr_and_zero_for_one_image(run: Path) -> None:
+    images, _ = split(run, "test")
+    want = MixtureVAE.load(run).score_samples(images[:2], n_iw_samples=3)
+    one = evaluate_run(run, iw_samples=3, iw_images=1)["log_likelihood"]
+    assert one["images"] == 1 and one["mean_nats"] == pytest.approx(float(want[0]), abs=1e-9)
+    assert one["stderr"] == 0.0  # no spread to estimate from one image
+    two = evaluate_run(run, iw_samples=3, iw_images=2)["log_likelihood"]
+    assert two["images"] == 2 and two["mean_nats"] == pytest.approx(float(want.mean()), abs=1e-9)
+    assert two["stderr"] == pytest.approx(abs(float(want[0] - want[1])) / 2, abs=1e-9)  # s / sqrt(2), s with ddof=1
+
+
+def test_data_without_a_test_split_is_scored_and_bounded_on_its_training_images(run: Path, tmp_path: Path) -> None:
+    x, y = blobs(n_per=6, k=4, seed=7)
+    np.savez(tmp_path / "train_only.npz", x_train=x, y_train=y)
+    result = evaluate_run(run, data=str(tmp_path / "train_only.npz"), iw_samples=3, iw_images=5)
+    est = MixtureVAE.load(run)
+    assert "test" not in result and result["data"] == str(tmp_path / "train_only.npz")
+    for metric, value in scores(y, est.predict(x)).items():
+        assert result["train"][metric] == pytest.approx(value, abs=1e-12), metric
+    ll = result["log_likelihood"]
+    assert ll["split"] == "train" and ll["images"] == 5
+    assert ll["mean_nats"] == pytest.approx(float(est.score_samples(x[:5], n_iw_samples=3).mean()), abs=1e-9)
+
+
+def test_a_resized_runs_data_is_resized_as_in_training(tmp_path: Path) -> None:
+    """A run trained with --image-size 6 on 8x8 images (binarised pixels) is evaluated on its data
+    resized to 6x6 the same way, and its bound on one fixed binarisation of them."""
+    x, y = blobs(n_per=8, k=4, seed=0)
+    x_test, y_test = blobs(n_per=5, k=4, seed=1)
+    np.savez(tmp_path / "blobs.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "blobs.npz"), "--out", str(run), "--epochs", "1", "--image-size", "6",
+                 "--set", "train.binarize=true", *TINY]) == 0
+    result = evaluate_run(run, iw_samples=2, iw_images=4)
+    est = MixtureVAE.load(run)
+    small = resize(x_test, 6)
+    for metric, value in scores(y_test, est.predict(small)).items():
+        assert result["test"][metric] == pytest.approx(value, abs=1e-12), metric
+    ll = result["log_likelihood"]
+    assert ll["pixels"] == "binarised once, each pixel 1 with probability its intensity (seed 1)"
+    assert ll["mean_nats"] == pytest.approx(float(est.score_samples(small[:4], n_iw_samples=2).mean()), abs=1e-9)
+
+
+def test_evaluation_runs_on_the_device_asked_for(run: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    devices: list[object] = []
+
+    def spy(real: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            devices.append(kwargs.get("device", "not given"))
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(evaluation, "predict_proba", spy(evaluation.predict_proba))
+    monkeypatch.setattr(evaluation, "log_likelihood", spy(evaluation.log_likelihood))
+    evaluate_run(run, iw_samples=2, iw_images=2, device="cpu")
+    assert devices == ["cpu"] * 3  # the two splits' routing, then the bound

@@ -279,3 +279,43 @@ def test_a_split_exactly_at_the_ratio_is_kept():
     new, changed, moves = resplit_pairs(repaired, nb, 2, ratio=1.0)
     assert len(moves) == 1 and 0 < moves[0].ncut_after == moves[0].ncut_before
     assert changed.all() and np.array_equal(new, repaired)
+
+
+def test_a_share_no_cut_can_meet_leaves_the_pair_unsplit():
+    _, cls, nb = blobs_and_graph(sizes=(30, 30))
+    assert split_pair(cls, nb, 0, 1, min_share=0.6) is None  # both sides would need 60% of the images
+    new, changed, moves = resplit_pairs(1 - cls, nb, 2, min_share=0.6)
+    assert moves == [] and not changed.any() and np.array_equal(new, 1 - cls)
+
+
+@pytest.mark.parametrize("sizes", [(10, 70), (70, 10)])  # the small group at either end of the eigenvector
+def test_a_side_of_exactly_min_share_is_allowed(sizes):
+    """min_share is a floor each side may meet: a group of 10 of 80 images is cut off at min_share = 1/8."""
+    pts, cls, nb = blobs_and_graph(sizes=sizes, seed=1, spread=0.2)
+    experts, move = split_pair((pts[:, 1] > 0.5).astype(int), nb, 0, 1, n_vectors=2, min_share=10 / 80)
+    assert np.array_equal(experts == experts[cls == sizes.index(10)][0], cls == sizes.index(10))
+    assert move.ncut_after == pytest.approx(best_threshold_cut(dense_graph(np.arange(80), nb), 2, 10 / 80), abs=1e-12)
+
+
+def test_n_vectors_is_how_many_eigenvectors_past_the_first_give_candidate_cuts():
+    # three groups of 20, 40, 20 along x: with min_share 0.4 no outer group may be cut off alone;
+    # the Fiedler vector orders the images left to right, the next one outer against middle
+    pts, _, nb = blobs_and_graph(sizes=(20, 40, 20), seed=1, spread=0.5)
+    assign = (pts[:, 1] > 0.5).astype(int)
+    a = dense_graph(np.arange(80), nb)
+    one, two = best_threshold_cut(a, 1, 0.4), best_threshold_cut(a, 2, 0.4)
+    assert one > two + 0.01  # the second vector offers a better cut
+    assert split_pair(assign, nb, 0, 1, n_vectors=1, min_share=0.4)[1].ncut_after == pytest.approx(one, rel=1e-9)
+    assert split_pair(assign, nb, 0, 1, n_vectors=2, min_share=0.4)[1].ncut_after == pytest.approx(two, rel=1e-9)
+
+
+def test_the_candidates_are_the_eigenvectors_of_the_largest_eigenvalues_not_magnitudes():
+    """Images whose neighbours all lie in the other half (a bipartite graph): an eigenvalue near -1
+    has a larger magnitude than the Fiedler vector's but separates the halves, cutting every edge."""
+    rng = np.random.default_rng(0)
+    half = np.arange(60) % 2
+    nb = np.array([rng.choice(np.flatnonzero(half != h), 6, replace=False) for h in half])
+    a = dense_graph(np.arange(60), nb)
+    _, move = split_pair(rng.integers(0, 2, 60), nb, 0, 1, n_vectors=1)
+    assert move.ncut_after == pytest.approx(best_threshold_cut(a, 1, 0.05), rel=1e-9)
+    assert move.ncut_after < 0.7

@@ -395,3 +395,47 @@ def test_a_parameter_the_steps_loss_does_not_reach_is_not_moved_by_adams_momentu
     assert before.abs().sum() > 0
     trainer.run()
     torch.testing.assert_close(idle.detach(), before, rtol=0, atol=0)
+
+
+def test_the_row_gatherer_reaches_the_balance_term_and_the_neighbour_regulariser():
+    """On several processes the batch-level terms see every process's rows: the trainer hands its
+    gatherer to the loss's balance term and to the regulariser's entropy. A gatherer that appends
+    a fixed block of another process's routing stands in for torch.distributed here; both terms
+    are computed by hand on the gathered rows."""
+    x, _ = blobs(n_per=10, k=4)
+    cfg = blob_config(epochs=1, batch_size=20, manager_regulariser="neighbours", n_neighbours=3,
+                      neighbour_pca_dims=8, consistency_weight=0.7, entropy_weight=0.3)
+    trainer, _ = recording_trainer(cfg, x, runtime=Runtime(progress=False, max_steps=2))
+    other = torch.tensor([[0.7, 0.1, 0.1, 0.1]] * 5, dtype=torch.float64)  # the other process's rows
+    seen: list[torch.Tensor] = []
+
+    def gather(t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.detach().double())
+        return torch.cat([t, other.to(t.dtype)])
+
+    steps: list[tuple[float, float, torch.Tensor]] = []  # (balance, regulariser term, view routing)
+    real_step = trainer._step
+
+    def step(reg, idx):
+        out, loss = real_step(reg, idx)
+        steps.append((float(out.balance.detach()), float((loss - out.loss).detach()),
+                      out.view_logits.detach().double().softmax(-1)))
+        return out, loss
+
+    trainer.gather = gather
+    trainer._step = step  # type: ignore[method-assign]
+    trainer.run()
+
+    def entropy_of_mean(rows: torch.Tensor) -> float:
+        p = rows.mean(0).numpy()
+        return float(-(p * np.log(p)).sum())
+
+    assert len(steps) == 2 and len(seen) == 4  # per step: the balance term's routing, then the views'
+    for (balance, term, views), routing, view_rows in zip(steps, seen[0::2], seen[1::2], strict=True):
+        p_x, p_nb = views.chunk(2)
+        torch.testing.assert_close(view_rows, p_x, rtol=1e-6, atol=1e-7)
+        assert routing.shape == (20, 4)
+        assert balance == pytest.approx(np.log(4) - entropy_of_mean(torch.cat([routing, other])), rel=1e-5)
+        consistency = float(-(p_x * p_nb).sum(1).log().mean())
+        expected = 0.7 * consistency - 0.3 * entropy_of_mean(torch.cat([p_x, other]))
+        assert term == pytest.approx(expected, rel=1e-5, abs=1e-6)

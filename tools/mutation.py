@@ -10,7 +10,12 @@ behaviour is listed in tools/mutation_equivalent.json with the reason, and is ma
     pip install -c constraints.txt -e '.[mutation]'
     python tools/mutation.py                          # every core module (about an hour on one core)
     python tools/mutation.py --modules objectives     # rerun some modules; the others keep their results
+    python tools/mutation.py --modules train --resume # run only train's mutants with no result yet, and its survivors
     python tools/mutation.py --report-only            # rewrite the result file from mutants/
+    python tools/mutation.py --report-only --modules refine   # rewrite refine's entry only
+
+Each module's entry records the commit its mutants were made from (and, after --resume, the commit
+and count of the results it kept); a module not run keeps its entry and survivors from the result file.
 
 Not part of `make test` (too slow); mutants/ is a scratch folder (ignored by git, ruff and pytest).
 """
@@ -55,13 +60,25 @@ def core_modules(cfg: dict) -> list[str]:
     return sorted(names, key=lambda m: IMPORTANCE.index(m) if m in IMPORTANCE else len(IMPORTANCE))
 
 
-def run_module(module: str, max_children: int, budget_s: float) -> tuple[float, bool]:
-    """`mutmut run` on one module's mutants (all of them, even those with a stored result).
-    Returns the seconds it took and whether it finished inside the budget."""
+def git_head() -> str:
+    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                          check=False).stdout.strip()
+
+
+def unfinished(module: str) -> tuple[list[str], int]:
+    """The module's mutants in mutants/ with no result yet or that survived, and how many have a
+    result that stands (killed, timeout, caught by the type check)."""
+    found = {n: s for n, s in statuses().items() if n.split(".")[1] == module} if (ROOT / "mutants").is_dir() else {}
+    return sorted(n for n, s in found.items() if s not in KILLED), sum(s in KILLED for s in found.values())
+
+
+def run_module(module: str, max_children: int, budget_s: float, names: list[str] | None = None) -> tuple[float, bool]:
+    """`mutmut run` on one module's mutants: all of them (even those with a stored result), or only
+    ``names``. Returns the seconds it took and whether it finished inside the budget."""
     log = ROOT / "mutants" / f"run-{module}.log"
     log.parent.mkdir(exist_ok=True)
-    cmd = [str(MUTMUT), "run", "--max-children", str(max_children), f"mixvae.{module}.*"]
-    print(f"{module}: {' '.join(cmd[1:])} (log {log.relative_to(ROOT)}, budget {budget_s / 60:.0f} min)", flush=True)
+    cmd = [str(MUTMUT), "run", "--max-children", str(max_children), *(names or [f"mixvae.{module}.*"])]
+    print(f"{module}: {' '.join(cmd[1:5])}{' ...' if len(cmd) > 5 else ''} (log {log.relative_to(ROOT)}, budget {budget_s / 60:.0f} min)", flush=True)
     start = time.monotonic()
     with log.open("w") as out:
         # its own process group, so that the budget stops mutmut and the workers it forked
@@ -152,11 +169,16 @@ def machine() -> dict:
             "torch": version("torch"), "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str, bool], command: str) -> dict:
+def summarise(modules: list[str], updated: set[str], seconds: dict[str, float], finished: dict[str, bool],
+              kept: dict[str, int], command: str) -> dict:
+    """The result file: the ``updated`` modules from mutants/, the others as the result file had them
+    (their survivors' equivalence matched again against tools/mutation_equivalent.json)."""
     previous = json.loads(RESULT.read_text()) if RESULT.exists() else {}
+    old_modules = previous.get("modules", {})
+    head = git_head()
     reasons = equivalent_reasons()
     by_module: dict[str, dict[str, int]] = {m: {} for m in modules}
-    found = statuses()
+    found = {n: s for n, s in statuses().items() if n.split(".")[1] in updated}
     for name, status in found.items():
         counts = by_module.setdefault(name.split(".")[1], {})
         counts[status] = counts.get(status, 0) + 1
@@ -169,28 +191,46 @@ def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str,
         if reason:
             s["equivalent"] = reason
         survivors.append(s)
+    for s in previous.get("survivors", []):
+        if s["module"] in modules and (s["module"] not in updated or not by_module.get(s["module"])):
+            s = {k: v for k, v in s.items() if k != "equivalent"}
+            reason = reason_for(s, reasons)
+            survivors.append(s | ({"equivalent": reason} if reason else {}))
+    survivors.sort(key=lambda s: s["mutant"])
     table = {}
     for m in modules:
         counts = by_module.get(m, {})
         total = sum(counts.values())
-        if not total and m in previous.get("modules", {}):
-            table[m] = previous["modules"][m]  # no mutmut results here for this module: keep the last run's
+        if m in old_modules and (m not in updated or not total):
+            # not run now (or no mutmut results here for it): keep the last run's, with the commit it ran on
+            t = dict(old_modules[m])
+            t.setdefault("commit", previous.get("commit"))
+            t["equivalent"] = sum(1 for s in survivors if s["module"] == m and "equivalent" in s)
+            ran, caught = t["total"] - t["not_checked"], t["killed"] + t["timeout"]
+            t["score_without_equivalent"] = round(caught / (ran - t["equivalent"]), 4) if ran > t["equivalent"] else None
+            table[m] = t
             continue
         killed = counts.get("killed", 0) + counts.get("caught by type check", 0)
         timeout = counts.get("timeout", 0)
         equivalent = sum(1 for s in survivors if s["module"] == m and "equivalent" in s)
         ran = total - counts.get("not checked", 0)  # mutants the budget left unrun count for neither side
-        old = previous.get("modules", {}).get(m, {})
+        old = old_modules.get(m, {})
         table[m] = {
             "killed": killed, "timeout": timeout, "survived": counts.get("survived", 0),
             "no_tests": counts.get("no tests", 0), "not_checked": counts.get("not checked", 0), "total": total,
             "score": round((killed + timeout) / ran, 4) if ran else None,
             "equivalent": equivalent,
             "score_without_equivalent": round((killed + timeout) / (ran - equivalent), 4) if ran > equivalent else None,
-            "seconds": round(seconds[m], 1) if m in seconds else old.get("seconds"),
-            "finished": finished.get(m, old.get("finished", False)),
-            "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if m in seconds else old.get("run_at"),
+            "seconds": round(seconds[m], 1) if m in seconds else None,
+            "finished": finished.get(m, not counts.get("not checked", 0)),
+            "run_at": datetime.now(timezone.utc).isoformat(timespec="seconds") if m in seconds else None,
+            "commit": head,  # the code and tests mutated and run (--report-only: the checkout it reports on)
         }
+        if kept.get(m):  # --resume: these results stand from the runs before, on the commits they recorded
+            before = old.get("results_kept", {}).get("commits", []) + [old.get("commit") or previous.get("commit")]
+            table[m]["results_kept"] = {"mutants": kept[m], "commits": list(dict.fromkeys(c for c in before if c))}
+        elif m not in seconds and old.get("results_kept"):  # --report-only: what stood before still stands
+            table[m]["results_kept"] = old["results_kept"]
     totals = {k: sum(t[k] for t in table.values()) for k in
               ("killed", "timeout", "survived", "no_tests", "not_checked", "total", "equivalent")}
     caught = totals["killed"] + totals["timeout"]
@@ -202,14 +242,13 @@ def summarise(modules: list[str], seconds: dict[str, float], finished: dict[str,
     return {
         "tool": "mutmut", "version": version("mutmut"),
         "command": command,
-        "mutmut_command": "mutmut run --max-children N 'mixvae.<module>.*' (one call per module)",
+        "mutmut_command": "mutmut run --max-children N 'mixvae.<module>.*' (one call per module; with --resume, "
+                          "the names of the module's mutants with no result yet and of its survivors)",
         "score_definition": "(killed + timeout) / mutants run (total - not_checked); score_without_equivalent "
                             "leaves out the survivors listed as equivalent in tools/mutation_equivalent.json",
         "tests": cfg["pytest_add_cli_args_test_selection"], "pytest_args": cfg["pytest_add_cli_args"],
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
-        "commit": subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                 check=False).stdout.strip(),  # the code and tests that were mutated
-        "modules": table, "overall": totals, "survivors": survivors,
+        "modules": table, "overall": totals, "survivors": survivors,  # each module with its commit
     }
 
 
@@ -217,10 +256,13 @@ def main() -> None:
     cfg = mutmut_config()
     modules = core_modules(cfg)
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--modules", nargs="+", choices=modules, help="run these modules only (default: all)")
+    p.add_argument("--modules", nargs="+", choices=modules,
+                   help="run (or with --report-only, report) these modules only (default: all)")
     p.add_argument("--max-children", type=int, default=1, help="mutants tested at once (default 1)")
     p.add_argument("--budget-min", type=float, default=90.0, help="stop starting or running modules after this")
     p.add_argument("--fresh", action="store_true", help="delete mutants/ first (no stored results)")
+    p.add_argument("--resume", action="store_true",
+                   help="run only the mutants with no result yet and the survivors; the others' results stand")
     p.add_argument("--report-only", action="store_true", help="run nothing; rewrite the result file from mutants/")
     args = p.parse_args()
     if not MUTMUT.exists():
@@ -229,15 +271,27 @@ def main() -> None:
         shutil.rmtree(ROOT / "mutants", ignore_errors=True)
     seconds: dict[str, float] = {}
     finished: dict[str, bool] = {}
+    kept: dict[str, int] = {}
+    chosen = [m for m in modules if not args.modules or m in args.modules]
     deadline = time.monotonic() + args.budget_min * 60
-    for m in [] if args.report_only else [m for m in modules if not args.modules or m in args.modules]:
+    for m in [] if args.report_only else chosen:
         left = deadline - time.monotonic()
         if left < 60:
             print(f"{m}: not run, the budget of {args.budget_min:.0f} min is spent", flush=True)
             continue
-        seconds[m], finished[m] = run_module(m, args.max_children, left)
+        names = None
+        if args.resume:
+            names, kept[m] = unfinished(m)
+            if not kept[m]:
+                names = None  # nothing stands: the whole module
+            elif not names:
+                print(f"{m}: every mutant has a result", flush=True)
+                continue
+        seconds[m], finished[m] = run_module(m, args.max_children, left, names)
         print(f"{m}: {seconds[m]:.0f} s{'' if finished[m] else ' (stopped by the budget)'}", flush=True)
-    result = summarise(modules, seconds, finished, "python tools/mutation.py " + " ".join(sys.argv[1:]))
+    updated = set(chosen) if args.report_only else set(seconds)
+    result = summarise(modules, updated, seconds, finished, kept,
+                       "python tools/mutation.py " + " ".join(sys.argv[1:]))
     RESULT.write_text(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     print(f"{'module':14} {'killed':>7} {'timeout':>7} {'surv.':>6} {'equiv.':>6} {'not run':>7} {'total':>6} "
           f"{'score':>6}")
