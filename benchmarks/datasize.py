@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
                 model = MixtureVAE(random_state=seed).fit(x)
                 row = {"seed": seed, **scores(test.labels, model.predict(x_test)),
                        "epochs": model.config_.train.epochs, "steps": model.history_[-1]["step"],
-                       "seconds": round(time.perf_counter() - t0, 1), "cpu": machine()["cpu"]}
+                       "seconds": round(time.perf_counter() - t0, 1), "machine": machine()}
                 entry["runs"] = [r for r in entry["runs"] if r["seed"] != seed] + [row]
                 print(f"{args.data} N={n} seed {seed}: {row}", flush=True)
         t0 = time.perf_counter()
