@@ -61,9 +61,10 @@ def _train_parser(t: argparse.ArgumentParser) -> None:
 
 
 def _explore_parsers(sub: Any) -> None:
-    a = sub.add_parser("assign", help="write a CSV: each image's expert, probabilities and outlier score")
+    a = sub.add_parser("assign", help="write a CSV: each image's (or row's) expert, probabilities and outlier score")
     a.add_argument("run", type=Path)
-    a.add_argument("--data", required=True, help="image folder, .npz/.npy file, IDX folder, mnist or fashion-mnist")
+    a.add_argument("--data", required=True, help="image folder, .npz/.npy file, IDX folder, mnist or fashion-mnist "
+                                                 "(a run on vectors: a .csv, .npy or .npz of rows)")
     a.add_argument("--out", type=Path, required=True, help="CSV file to write")
     a.add_argument("--split", choices=("train", "test"), default="train", help="for data with two splits")
     a.add_argument("--sort-into", type=Path, metavar="DIR", help="one folder per expert of links to the image files")
@@ -101,9 +102,10 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--per-expert", type=int, default=10)
     s.add_argument("--out", type=Path, help="PNG file (default RUN/samples.png; a run on vectors: RUN/samples.csv)")
     s.add_argument("--seed", type=int, default=0)
-    pr = sub.add_parser("predict", help="print the expert each image is routed to, and its probability")
+    pr = sub.add_parser("predict", help="print the expert each image (or row) is routed to, and its probability")
     pr.add_argument("run", type=Path)
-    pr.add_argument("files", nargs="+", type=Path, help="image files (PNG/JPEG) or .npy/.npz arrays")
+    pr.add_argument("files", nargs="+", type=Path,
+                    help="image files (PNG/JPEG) or .npy/.npz arrays (a run on vectors: .csv, .npy or .npz rows)")
     _explore_parsers(sub)
     rp = sub.add_parser("report", help="write RUN/report.html: figures, metrics and config on one offline page")
     rp.add_argument("run", type=Path)
