@@ -439,3 +439,22 @@ def test_the_row_gatherer_reaches_the_balance_term_and_the_neighbour_regulariser
         consistency = float(-(p_x * p_nb).sum(1).log().mean())
         expected = 0.7 * consistency - 0.3 * entropy_of_mean(torch.cat([p_x, other]))
         assert term == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_the_progress_bar_follows_the_terminals_width(monkeypatch):
+    """dynamic_ncols: tqdm reads the terminal's width again at each redraw, so a resized window
+    gets a bar of its new width."""
+    import tqdm.auto
+
+    bars = []
+
+    class Recording(tqdm.auto.tqdm):  # type: ignore[misc,name-defined]
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            bars.append(self)
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", Recording)
+    x, _ = blobs(n_per=10, k=4)
+    Trainer(blob_config(epochs=1, batch_size=40), x, log=None, runtime=Runtime(progress=True)).run()
+    (bar,) = bars
+    assert callable(bar.dynamic_ncols)  # the function that measures the terminal (False when fixed)
