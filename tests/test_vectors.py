@@ -51,16 +51,44 @@ def test_gaussian_nll_is_torch_distributions_normal() -> None:
 
 def test_scaling_round_trip_and_constant_features() -> None:
     X, _ = blobs(50)
-    X[:, 3] = 7.0  # a constant feature keeps scale 1
+    X[:, 3] = 7.0  # a constant feature keeps scale 1, or the floor where that is larger
     mean, std = feature_scaling(X)
     np.testing.assert_allclose(mean, X.mean(0)) and np.testing.assert_allclose(std[:3], X.std(0)[:3])
-    assert std[3] == 1.0
+    assert std[3] == max(1.0, 0.5 * float(np.median(X.std(0))))
     cfg = ModelConfig(n_components=2, image_shape=(1, 5), input_type="vectors", feature_mean=mean, feature_std=std)
     U = to_model_units(cfg, X)
     np.testing.assert_allclose(U[:, [0, 1, 2, 4]].mean(0), 0, atol=1e-5)
     np.testing.assert_allclose(U[:, [0, 1, 2, 4]].std(0), 1, atol=1e-5)
     np.testing.assert_allclose(to_data_units(cfg, U), X, rtol=1e-5, atol=1e-4)
     assert log_jacobian(cfg) == pytest.approx(np.log(std).sum())
+
+
+def test_no_feature_is_scaled_below_half_the_median_spread() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(0, 1, (400, 5)) * np.array([2.0, 3.0, 4.0, 5.0, 0.01]) + 5.0
+    spread = X.std(0)
+    _, std = feature_scaling(X)
+    np.testing.assert_allclose(std[:4], spread[:4])  # at or above the floor: their own spread
+    assert std[4] == pytest.approx(0.5 * np.median(spread))  # a nearly constant feature gets the floor
+    _, scaled = feature_scaling(X * 1000.0)  # the floor follows the data's units
+    np.testing.assert_allclose(scaled, np.asarray(std) * 1000.0)
+
+
+def test_small_vector_data_let_the_likelihood_train_the_manager() -> None:
+    import dataclasses
+
+    from mixvae.config import for_data, preset
+
+    vectors = preset("default", 3, (1, 4), "vectors")
+    assert vectors.model.route_by_loss is False
+    assert for_data(vectors, 569).model.route_by_loss is True
+    assert for_data(vectors, 9_999).model.route_by_loss is True
+    big = for_data(vectors, 60_000)  # the recipe measured on 60,000 PCA vectors is unchanged
+    assert big.model == vectors.model and big.train.epochs == 8
+    assert for_data(vectors, 10_000).model.route_by_loss is False
+    assert for_data(preset("default"), 569).model.route_by_loss is False  # images: as before
+    given = dataclasses.replace(vectors, train=dataclasses.replace(vectors.train, budget_images=0))
+    assert for_data(given, 569) == given  # epochs given: the preset as it is
 
 
 class ExactPosterior(nn.Module):

@@ -2,7 +2,8 @@
 
 Vectors x in R^D (standardised measurements, embeddings from another model) are modelled in
 standardised units u = (x - m) / s, with m and s each feature's mean and standard deviation over
-the training data (stored in the model's configuration, ``feature_mean`` / ``feature_std``).
+the training data, s at least half the median feature's (stored in the model's configuration,
+``feature_mean`` / ``feature_std``).
 Expert k's decoder gives the mean of
 
     p_k(u | z) = N(u; decoder_k(z), diag(var_k)),    var_k = VAR_FLOOR + exp(log_var_k),
@@ -22,18 +23,23 @@ import torch
 
 from mixvae.config import ModelConfig
 
-__all__ = ["VAR_FLOOR", "feature_scaling", "gaussian_nll", "initial_log_var", "log_jacobian", "to_data_units",
+__all__ = ["SCALE_FLOOR", "VAR_FLOOR", "feature_scaling", "gaussian_nll", "initial_log_var", "log_jacobian", "to_data_units",
            "to_model_units"]
 
 VAR_FLOOR = 1e-3  # the smallest variance, in standardised units: a thousandth of the feature's
+SCALE_FLOOR = 0.5  # no feature's scale is below this fraction of the median feature's standard deviation
 
 
 def feature_scaling(X: np.ndarray) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Each feature's mean and standard deviation over X (N, D); a constant feature gets 1."""
+    """Each feature's mean and scale over X (N, D): its standard deviation, but at least
+    ``SCALE_FLOOR`` times the median of the features' standard deviations, so that a nearly
+    constant feature (a border pixel that is rarely on) is not blown up to the weight of the
+    others; a constant feature gets 1 (or the floor, when that is larger)."""
     X = np.asarray(X, dtype=np.float64)
     mean = X.mean(0)
-    std = X.std(0)
-    std = np.where(std > 1e-12 * np.maximum(np.abs(mean), 1.0), std, 1.0)
+    spread = X.std(0)
+    std = np.where(spread > 1e-12 * np.maximum(np.abs(mean), 1.0), spread, 1.0)
+    std = np.maximum(std, SCALE_FLOOR * float(np.median(spread)))
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 

@@ -10,6 +10,10 @@ images get about 240 steps of 256 instead of 4, a million about 2 epochs. The ep
 derived figure, ``round(images seen / N)`` (at least 1), and the settings counted in epochs
 (``self_label_epoch``, ``regulariser_warmup_epochs``) keep their fraction of the training. At
 60,000 images nothing changes: ``epochs`` must then equal ``budget_images / 60,000``.
+
+Vectors of fewer than ``SMALL_VECTORS`` rows also let the experts' likelihood train the manager
+(``model.route_by_loss``) besides its regulariser: on a few hundred rows the neighbour graph says
+little, and the mixture's fit to the data says more.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import math
 
 from mixvae.config.schema import RunConfig
 
-__all__ = ["REFERENCE_IMAGES", "for_data", "images_seen"]
+__all__ = ["REFERENCE_IMAGES", "SMALL_VECTORS", "for_data", "images_seen"]
 
 REFERENCE_IMAGES = 60_000
+SMALL_VECTORS = 10_000
 
 
 def images_seen(budget_images: int, n: int) -> int:
@@ -37,8 +42,9 @@ def _scaled(epoch: int, epochs: int, reference: int) -> int:
 
 
 def for_data(cfg: RunConfig, n: int) -> RunConfig:
-    """``cfg`` with its training length fitted to n training images (unchanged when the budget is
-    0, as it is after this has been applied: the returned config repeats the run as it is)."""
+    """``cfg`` with its training length fitted to n training images, and vectors' routing to n rows
+    (unchanged when the budget is 0, as it is after this has been applied: the returned config
+    repeats the run as it is)."""
     tc = cfg.train
     if tc.budget_images <= 0:
         return cfg
@@ -48,4 +54,7 @@ def for_data(cfg: RunConfig, n: int) -> RunConfig:
         self_label_epoch=_scaled(tc.self_label_epoch, epochs, tc.epochs),
         regulariser_warmup_epochs=_scaled(tc.regulariser_warmup_epochs, epochs, tc.epochs),
     )
-    return dataclasses.replace(cfg, train=train)
+    model = cfg.model
+    if model.input_type == "vectors" and n < SMALL_VECTORS:
+        model = dataclasses.replace(model, route_by_loss=True)
+    return dataclasses.replace(cfg, model=model, train=train)
