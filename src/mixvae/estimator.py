@@ -10,8 +10,8 @@ real-valued vectors (``input_type``; by default decided from X, see :mod:`mixvae
 Images are ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, D)`` with ``D`` a perfect square, read as
 ``sqrt(D) x sqrt(D)``; pixels are ``uint8`` in 0..255, ``bool``, or floats in [0, 1] (quantised to
 256 levels, as the model sees them). Vectors are ``(N, D)`` finite numbers in any units: they are
-standardised with each feature's mean and standard deviation, learned at fit and stored in the
-model, and each expert is a Gaussian VAE with learned variances (:mod:`mixvae.vectors`).
+standardised with each feature's mean and standard deviation (at least half the median feature's),
+learned at fit and stored in the model, and each expert is a Gaussian VAE with learned variances (:mod:`mixvae.vectors`).
 """
 
 from __future__ import annotations
