@@ -17,6 +17,7 @@ import torch
 from mixvae import checkpoint as ckpt
 from mixvae import train as train_mod
 from mixvae.callbacks import Callback
+from mixvae.config import ConfigError
 from mixvae.regularisers import Regulariser, Schedule
 from mixvae.runfolder import NEIGHBOURS_FILE
 from mixvae.train import History, Runtime, Trainer, fit, make_adam
@@ -458,3 +459,26 @@ def test_the_progress_bar_follows_the_terminals_width(monkeypatch):
     Trainer(blob_config(epochs=1, batch_size=40), x, log=None, runtime=Runtime(progress=True)).run()
     (bar,) = bars
     assert callable(bar.dynamic_ncols)  # the function that measures the terminal (False when fixed)
+
+
+def test_a_batch_that_does_not_divide_among_the_processes_is_refused(monkeypatch):
+    monkeypatch.setattr(train_mod.distributed, "rank_world", lambda: (0, 3))  # as under torchrun, 3 processes
+    x, _ = blobs(n_per=10, k=4)
+    with pytest.raises(ConfigError, match=r"^batch_size=40 is invalid for 3 processes: expected a multiple of 3$"):
+        Trainer(blob_config(epochs=1, batch_size=40), x, log=None)
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_only_the_first_process_says_that_compiling_fell_back(monkeypatch, rank):
+    def no_compiler(model):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    monkeypatch.setattr(train_mod.distributed, "rank_world", lambda: (rank, 2))
+    monkeypatch.setattr(Trainer, "_wrap", lambda self, module: (module, None))  # no process group to join
+    x, _ = blobs(n_per=10, k=4)
+    lines: list[str] = []
+    trainer = Trainer(blob_config(epochs=1, batch_size=40), x, log=lines.append, runtime=Runtime(compile=True))
+    expected = "torch.compile is unavailable here (RuntimeError: no compiler here); training without it"
+    assert lines == ([expected] if rank == 0 else [])
+    assert trainer.forward.compiled is None  # runs the model itself
