@@ -11,8 +11,9 @@ from typing import Any
 
 import numpy as np
 import pytest
+from PIL import Image
 
-from mixvae import evaluation
+from mixvae import evaluation, plots
 from mixvae.checkpoint import load_run
 from mixvae.cli import main
 from mixvae.data.arrays import resize
@@ -23,6 +24,8 @@ from mixvae.inference import predict_proba
 from conftest import blobs
 from test_cli_errors import TINY
 from test_cli_use import scores, split, train_tiny_run
+from test_colour import TINY as COLOUR_TINY
+from test_colour import colour_blobs
 
 
 @pytest.fixture(scope="module")
@@ -136,3 +139,49 @@ def test_evaluation_runs_on_the_device_asked_for(run: Path, monkeypatch: pytest.
     monkeypatch.setattr(evaluation, "log_likelihood", spy(evaluation.log_likelihood))
     evaluate_run(run, iw_samples=2, iw_images=2, device="cpu")
     assert devices == ["cpu"] * 3  # the two splits' routing, then the bound
+
+
+def test_a_colour_run_is_evaluated_in_colour_and_refuses_grayscale_data(tmp_path: Path) -> None:
+    x, y = colour_blobs(n_per=10, seed=0)
+    x_test, y_test = colour_blobs(n_per=5, seed=1)
+    np.savez(tmp_path / "colour.npz", x_train=x, y_train=y, x_test=x_test, y_test=y_test)
+    run = tmp_path / "run"
+    assert main(["train", "--data", str(tmp_path / "colour.npz"), "--out", str(run), "--epochs", "1", *COLOUR_TINY]) == 0
+    result = evaluate_run(run)
+    est = MixtureVAE.load(run)
+    for name, images, labels in (("test", x_test, y_test), ("train", x, y)):
+        assert result[name]["n"] == len(images)
+        for metric, value in scores(labels, est.predict(images)).items():
+            assert result[name][metric] == pytest.approx(value, abs=1e-12), (name, metric)
+    np.savez(tmp_path / "gray.npz", x_train=x[..., 0], y_train=y)
+    with pytest.raises(EvaluationError, match=r"have 1 channel\(s\), but the model was trained on 3$"):
+        evaluate_run(run, data=str(tmp_path / "gray.npz"))
+
+
+def test_a_one_channel_run_reads_colour_data_in_grayscale(run: Path, tmp_path: Path) -> None:
+    x, y = colour_blobs(n_per=6, seed=2)  # 8x8 RGB; the run was trained on grayscale 8x8 images
+    np.savez(tmp_path / "colour.npz", x_train=x, y_train=y)
+    result = evaluate_run(run, data=str(tmp_path / "colour.npz"))
+    luma = np.stack([np.asarray(Image.fromarray(im, "RGB").convert("L")) for im in x])  # Pillow's conversion
+    for metric, value in scores(y, MixtureVAE.load(run).predict(luma)).items():
+        assert result["train"][metric] == pytest.approx(value, abs=1e-12), metric
+
+
+def test_an_image_folders_class_names_name_the_labels(run: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = blobs(n_per=3, k=4, seed=3)
+    names = ["bottom", "lower", "top", "upper"]  # sorted, as the loader numbers the sub-folders
+    for i, (image, label) in enumerate(zip(x, y, strict=True)):
+        (tmp_path / "folder" / names[label]).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(image, "L").save(tmp_path / "folder" / names[label] / f"{i}.png")
+    figures: list[tuple[Any, ...]] = []
+    real = plots.confusion_figure
+    monkeypatch.setattr(plots, "confusion_figure", lambda *args: figures.append(args) or real(*args))
+    result = evaluate_run(run, data=str(tmp_path / "folder"))
+    assert result["class_names"] == names and "test" not in result
+    for metric, value in scores(y, MixtureVAE.load(run).predict(x)).items():
+        assert result["train"][metric] == pytest.approx(value, abs=1e-12), metric
+    ((confusion, path, matched, class_names),) = figures
+    assert confusion.tolist() == result["train"]["confusion"] and path == run / "confusion.png"
+    assert matched == result["train"]["matched_class"] and class_names == names
+    assert "class_names" not in evaluate_run(run)  # an array file has no class names

@@ -319,3 +319,18 @@ def test_the_candidates_are_the_eigenvectors_of_the_largest_eigenvalues_not_magn
     _, move = split_pair(rng.integers(0, 2, 60), nb, 0, 1, n_vectors=1)
     assert move.ncut_after == pytest.approx(best_threshold_cut(a, 1, 0.05), rel=1e-9)
     assert move.ncut_after < 0.7
+
+
+def test_pairs_joined_by_the_same_share_are_tried_in_the_order_of_their_experts():
+    """Four copies of the same 60 images: experts 0 and 1 hold one copy each, experts 2 and 3 are
+    stuck on the third exactly as experts 4 and 5 on the fourth (equal shares, to the last bit)."""
+    pts, cls, nb = blobs_and_graph(sizes=(30, 30), seed=0)
+    stuck = (pts[:, 1] > 0.5).astype(int)
+    m = len(cls)
+    neighbours = np.concatenate([nb + c * m for c in range(4)])
+    assign = np.concatenate([np.zeros(m, int), np.ones(m, int), 2 + stuck, 4 + stuck])
+    cuts = pair_cuts(assign, neighbours, 6)
+    assert cuts[2, 3] == cuts[4, 5] > 0 and np.count_nonzero(cuts) == 4
+    _, changed, moves = resplit_pairs(assign, neighbours, 6, max_pairs=1)
+    assert [(mv.a, mv.b) for mv in moves] == [(2, 3)] and np.array_equal(changed, np.repeat([0, 0, 1, 0], m) == 1)
+    assert [(mv.a, mv.b) for mv in resplit_pairs(assign, neighbours, 6, max_pairs=2)[2]] == [(2, 3), (4, 5)]
