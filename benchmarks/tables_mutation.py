@@ -32,9 +32,18 @@ def mutation() -> str:
         score = f"{t['score']:.1%}" if t["score"] is not None else "-"
         clean = f"{t['score_without_equivalent']:.1%}" if t["score_without_equivalent"] is not None else "-"
         label = f"**{name}**" if name == "all" else f"`{name}`"
-        rows.append([label, t["total"], ran, caught, survived, t["equivalent"], score, clean])
+        rows.append([label, t["total"], ran, caught, survived, t["equivalent"], score, clean, commits(t)])
     return table(["module", "mutants", "run", "killed", "survived", "of them equivalent", "score",
-                  "score without the equivalent"], rows)
+                  "score without the equivalent", "commit mutated"], rows)
+
+
+def commits(t: dict[str, Any]) -> str:
+    """The commit a module's mutants were made from (and the earlier ones whose results it kept)."""
+    if "commit" not in t:  # the overall row
+        return ""
+    kept = t.get("results_kept")
+    earlier = f" ({kept['mutants']} results kept from {', '.join(c[:7] for c in kept['commits'])})" if kept else ""
+    return f"{t['commit'][:7]}{earlier}"
 
 
 def mutation_survivors() -> str:
@@ -56,7 +65,9 @@ def mutation_values() -> dict[str, str]:
         "mutation.not_equivalent": str(sum(1 for s in m["survivors"] if "equivalent" not in s)),
         "mutation.not_run": ", ".join(f"`{n}`" for n in not_run) or "none",
         "mutation.tool": f"mutmut {m['version']}",
-        "mutation.commit": m["commit"][:7],
+        "mutation.commits": "; ".join(f"{c[:7]}: " + ", ".join(f"`{n}`" for n, t in m["modules"].items()
+                                                              if t["commit"] == c)
+                                      for c in dict.fromkeys(t["commit"] for t in m["modules"].values())),
     }
 
 

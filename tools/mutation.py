@@ -10,7 +10,9 @@ behaviour is listed in tools/mutation_equivalent.json with the reason, and is ma
     pip install -c constraints.txt -e '.[mutation]'
     python tools/mutation.py                          # every core module (about an hour on one core)
     python tools/mutation.py --modules objectives     # rerun some modules; the others keep their results
-    python tools/mutation.py --modules train --resume # run only train's mutants with no result yet, and its survivors
+    python tools/mutation.py --modules train --resume # run only train's mutants with no result yet, and its
+                                                      # survivors not listed as equivalent
+    python tools/mutation.py --modules train --resume --only '*_step*'   # ... of those, only these
     python tools/mutation.py --report-only            # rewrite the result file from mutants/
     python tools/mutation.py --report-only --modules refine   # rewrite refine's entry only
 
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import fnmatch
 import json
 import os
 import platform
@@ -65,11 +68,16 @@ def git_head() -> str:
                           check=False).stdout.strip()
 
 
-def unfinished(module: str) -> tuple[list[str], int]:
-    """The module's mutants in mutants/ with no result yet or that survived, and how many have a
-    result that stands (killed, timeout, caught by the type check)."""
+def unfinished(module: str, only: list[str] | None = None) -> tuple[list[str], int]:
+    """The module's mutants in mutants/ with no result yet or that survived without being listed as
+    equivalent (of them, those matching a glob in ``only``), and how many of its other mutants have
+    a result, which stands."""
     found = {n: s for n, s in statuses().items() if n.split(".")[1] == module} if (ROOT / "mutants").is_dir() else {}
-    return sorted(n for n, s in found.items() if s not in KILLED), sum(s in KILLED for s in found.values())
+    reasons = equivalent_reasons()
+    names = sorted(n for n, s in found.items() if s not in KILLED
+                   and (not only or any(fnmatch.fnmatch(n, pattern) for pattern in only))
+                   and (s == "not checked" or not reason_for(describe(n), reasons)))
+    return names, sum(s != "not checked" for n, s in found.items() if n not in names)
 
 
 def run_module(module: str, max_children: int, budget_s: float, names: list[str] | None = None) -> tuple[float, bool]:
@@ -243,7 +251,7 @@ def summarise(modules: list[str], updated: set[str], seconds: dict[str, float], 
         "tool": "mutmut", "version": version("mutmut"),
         "command": command,
         "mutmut_command": "mutmut run --max-children N 'mixvae.<module>.*' (one call per module; with --resume, "
-                          "the names of the module's mutants with no result yet and of its survivors)",
+                          "the names of the module's mutants with no result yet and of its survivors not listed as equivalent)",
         "score_definition": "(killed + timeout) / mutants run (total - not_checked); score_without_equivalent "
                             "leaves out the survivors listed as equivalent in tools/mutation_equivalent.json",
         "tests": cfg["pytest_add_cli_args_test_selection"], "pytest_args": cfg["pytest_add_cli_args"],
@@ -262,9 +270,14 @@ def main() -> None:
     p.add_argument("--budget-min", type=float, default=90.0, help="stop starting or running modules after this")
     p.add_argument("--fresh", action="store_true", help="delete mutants/ first (no stored results)")
     p.add_argument("--resume", action="store_true",
-                   help="run only the mutants with no result yet and the survivors; the others' results stand")
+                   help="run only the mutants with no result yet and the survivors not listed as equivalent; "
+                        "the others' results stand")
+    p.add_argument("--only", nargs="+", metavar="PATTERN",
+                   help="with --resume: of those mutants, only the ones whose names match one of these globs")
     p.add_argument("--report-only", action="store_true", help="run nothing; rewrite the result file from mutants/")
     args = p.parse_args()
+    if args.only and not args.resume:
+        p.error("--only needs --resume")
     if not MUTMUT.exists():
         sys.exit(f"{MUTMUT} not found: pip install -c constraints.txt -e '.[mutation]'")
     if args.fresh:
@@ -281,11 +294,11 @@ def main() -> None:
             continue
         names = None
         if args.resume:
-            names, kept[m] = unfinished(m)
+            names, kept[m] = unfinished(m, args.only)
             if not kept[m]:
                 names = None  # nothing stands: the whole module
             elif not names:
-                print(f"{m}: every mutant has a result", flush=True)
+                print(f"{m}: nothing to run", flush=True)
                 continue
         seconds[m], finished[m] = run_module(m, args.max_children, left, names)
         print(f"{m}: {seconds[m]:.0f} s{'' if finished[m] else ' (stopped by the budget)'}", flush=True)
