@@ -244,6 +244,19 @@ def speed_conv() -> str:
     return "\n" + (RESULTS / "speed-conv.md").read_text().strip() + "\n"
 
 
+def colour_speed() -> str:
+    """Seconds per epoch per 10,000 colour images (benchmarks/colour_speed.py)."""
+    d = load("colour_speed.json")
+    m = d["machine"]
+    rows = [[f"{r['side']}x{r['side']}x3", r["network"] + (" (conv_channels 16, 32)" if r["network"] == "conv" else ""),
+             r["batch"], f"{r['seconds_per_10k']:.0f}", f"{r['images_per_s']:.0f}", f"{r['graph_s']:.0f}",
+             f"{r['peak_rss_mib']:.0f}"] for r in d["rows"]]
+    head = (f"\nCommand: `{d['command']}`; {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} thread(s); "
+            f"load average {m['load_average_1min_at_start']:.1f} at the start (other work shared the machine).\n")
+    return head + table(["images", "experts", "batch", "seconds per 10,000 images", "images/s",
+                         "neighbour graph of 10,000 images, s", "peak RSS, MiB"], rows)
+
+
 def speed_conv_values() -> dict[str, str]:
     rows = load("speed-conv.json")["rows"]
     ratios = [r["ratio"] for r in rows if "ratio" in r]  # the large network's first, then the small one's
@@ -430,7 +443,7 @@ def app_values() -> dict[str, str]:
 TABLES: dict[str, Callable[[], str]] = {
     "piecewise": piecewise, "distributed": distributed,
     "scale": scale, "approximate-graph": approximate_graph,
-    "seed-preset": seed_preset, "speed": speed, "speed-conv": speed_conv,
+    "seed-preset": seed_preset, "speed": speed, "speed-conv": speed_conv, "colour-speed": colour_speed,
     "mnist-summary": mnist_summary, "mnist-per-seed": mnist_per_seed,
     "mnist-time-to-accuracy": mnist_time_to_accuracy, "fashion-summary": fashion_summary,
     "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants, "density": density,

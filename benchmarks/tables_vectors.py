@@ -2,8 +2,9 @@
 
 From benchmarks/results/vectors.json (benchmarks/vectors.py) and datasize-<data>.json
 (benchmarks/datasize.py); at 60,000 images the curve takes the default preset's runs from
-quality-<data>-default.json, whose schedule is the default's at that size. Every seed that ran
-is in each figure: mean +/- sample std (ddof=1), worst seed.
+quality-<data>-default.json (and quality-<data>-default-seeds5-9.json where it exists), whose
+schedule is the default's at that size. Every seed that ran is in each figure: mean +/- sample
+std (ddof=1), worst seed.
 """
 
 from __future__ import annotations
@@ -53,8 +54,9 @@ def _curve_point(data: str, n: int) -> tuple[list[dict[str, Any]], dict[str, Any
     """(runs of the default, k-means row) at n training images."""
     entry = _load(f"datasize-{data}.json").get("sizes", {}).get(str(n), {})
     runs = entry.get("runs", [])
-    if n == 60000 and not runs:
-        runs = _load(f"quality-{data}-default.json").get("runs", [])
+    if n == 60000 and not runs:  # every seed of the default preset that ran on the whole training split
+        runs = [r for name in (f"quality-{data}-default.json", f"quality-{data}-default-seeds5-9.json")
+                for r in _load(name).get("runs", [])]
     return runs, entry.get("kmeans")
 
 
