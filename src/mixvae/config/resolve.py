@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from mixvae.config.presets import PRESETS, preset
-from mixvae.config.schema import ConfigError, ModelConfig, RunConfig, _coerce, check_positive_int, update_section
+from mixvae.config.schema import ConfigError, ModelConfig, RunConfig, check_positive_int, coerce, update_section
 from mixvae.runfolder import CONFIG_FILE
 
 __all__ = [
@@ -62,7 +62,7 @@ def config_from_dict(d: Mapping[str, Any], base: RunConfig | None = None) -> Run
             check_positive_int("image_size", size)
         cfg = dataclasses.replace(cfg, image_size=size)
     if "grayscale" in d:  # a bool from a file, or a string from --set grayscale=true
-        cfg = dataclasses.replace(cfg, grayscale=_coerce("grayscale", d["grayscale"], False))
+        cfg = dataclasses.replace(cfg, grayscale=coerce("grayscale", d["grayscale"], False))
         if not isinstance(cfg.grayscale, bool):
             raise ConfigError(f"grayscale={d['grayscale']!r} is invalid: expected true or false")
     if "label_column" in d:

@@ -10,7 +10,7 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
-__all__ = ["ALIASES", "ConfigError", "ModelConfig", "RunConfig", "TrainConfig", "check_positive_int", "update_section"]
+__all__ = ["ALIASES", "ConfigError", "ModelConfig", "RunConfig", "TrainConfig", "check_positive_int", "coerce", "update_section"]
 
 ACTIVATIONS = ("sigmoid", "relu", "elu", "gelu", "tanh")
 LIKELIHOODS = ("gaussian", "bernoulli")
@@ -261,7 +261,7 @@ class RunConfig:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
 
-def _coerce(key: str, value: Any, current: Any) -> Any:
+def coerce(key: str, value: Any, current: Any) -> Any:
     """Turn a string from the command line or a file value into the field's type."""
     if isinstance(value, str) and not isinstance(current, str):
         text = value.strip()
@@ -324,7 +324,7 @@ def update_section(obj: Any, values: dict[str, Any], section: str) -> Any:
         if key not in names:
             raise ConfigError(f"{section}.{key} is not an option: expected one of {sorted(names)}")
         current = getattr(obj, key)
-        value = _coerce(f"{section}.{key}", value, current)
+        value = coerce(f"{section}.{key}", value, current)
         if isinstance(value, list):
             value = tuple(value)
         changes[key] = value
