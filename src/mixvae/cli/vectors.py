@@ -152,7 +152,7 @@ def read_rows(path: Path, cfg: Any, split: str = "train") -> Any:
     NaN/inf or a value that is not a number raise a :class:`UsageError` naming the file.
     """
     from mixvae.data import DataError
-    from mixvae.data.tables import load_vectors, read_csv
+    from mixvae.data.tables import load_vectors
     from mixvae.inputs import as_vectors
 
     path = Path(path).expanduser()
@@ -164,7 +164,7 @@ def read_rows(path: Path, cfg: Any, split: str = "train") -> Any:
         raise UsageError(f"{path} is not a .csv, .npy or .npz file; a run on vectors takes rows of {D} numbers")
     try:
         if suffix == ".csv":
-            X = _csv_rows(path, cfg.label_column, D, read_csv)
+            X = _csv_rows(path, cfg.label_column, D)
         else:
             splits = load_vectors(path)
             if split not in splits:
@@ -184,10 +184,11 @@ def read_rows(path: Path, cfg: Any, split: str = "train") -> Any:
         raise UsageError(f"{path} {str(e).removeprefix('X ').rstrip('.')}") from None
 
 
-def _csv_rows(path: Path, label_column: str | None, D: int, read_csv: Any) -> Any:
+def _csv_rows(path: Path, label_column: str | None, D: int) -> Any:
     """A .csv's features: without the run's label column when the file has it and then has D
     features, else every column (a table of features alone)."""
     from mixvae.data import DataError
+    from mixvae.data.tables import read_csv
 
     errors: list[DataError] = []
     widths = []
