@@ -14,7 +14,13 @@ import torch
 from mixvae import neighbours, runfolder
 from mixvae.cli import main
 from mixvae.data import DataError, load
-from mixvae.neighbours import approximate_neighbours, cosine_neighbours, nearest_neighbours, search_method
+from mixvae.neighbours import (
+    approximate_neighbours,
+    cosine_neighbours,
+    mutual_neighbours,
+    nearest_neighbours,
+    search_method,
+)
 from mixvae.train import Runtime, fit
 
 from conftest import blobs
@@ -140,3 +146,16 @@ def test_an_archive_that_would_not_fit_is_refused_with_the_way_out(tmp_path: Pat
     assert not (tmp_path / "run").exists()
     monkeypatch.setattr(mixvae.memory, "available_memory", lambda: 8 * 2**20)
     assert load(path).images.shape == (2000, 28, 28)
+
+
+def test_a_mutual_graph_is_built_kept_and_never_taken_for_the_full_one(tmp_path: Path):
+    x, _ = blobs(n_per=30, k=4)
+    run = tmp_path / "run"
+    fit(neighbour_config(), x, run_dir=run, log=None, runtime=Runtime(progress=False, max_steps=1))
+    with pytest.warns(RuntimeWarning, match="built for other data or settings"):
+        fit(neighbour_config(neighbour_filter="mutual"), x, run_dir=run, log=None,
+            runtime=Runtime(progress=False, max_steps=1))
+    full = nearest_neighbours(x, 4, 8)
+    np.testing.assert_array_equal(np.load(graph_files(run)[0]), mutual_neighbours(full).numpy())
+    assert json.loads(graph_files(run)[1].read_text())["filter"] == "mutual"
+    assert not np.array_equal(mutual_neighbours(full).numpy(), full.numpy())  # the filter changed something

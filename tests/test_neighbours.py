@@ -9,7 +9,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from mixvae.neighbours import cosine_neighbours, nearest_neighbours, pca_embedding
+from mixvae.neighbours import cosine_neighbours, mutual_neighbours, nearest_neighbours, pca_embedding
 
 from conftest import blobs
 
@@ -49,3 +49,31 @@ def test_nearest_neighbours_are_pca_then_cosine() -> None:
     got = nearest_neighbours(x, 4, dims=8).numpy()
     emb = pca_embedding(x, dims=8).numpy().astype(np.float64)
     np.testing.assert_array_equal(got, sklearn_cosine_neighbours(emb, 4))
+
+
+def mutual_by_sets(graph: np.ndarray) -> np.ndarray:
+    """The mutual-neighbour graph, row by row with Python sets."""
+    k = graph.shape[1]
+    out = []
+    for i, row in enumerate(graph.tolist()):
+        kept = [j for j in row if i in set(graph[j].tolist())] or row[:1]
+        out.append([kept[m % len(kept)] for m in range(k)])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("chunk", [65536, 7])
+def test_mutual_neighbours_keep_the_pairs_that_name_each_other(chunk: int) -> None:
+    x, _ = blobs(n_per=40, k=3)
+    graph = nearest_neighbours(x, 6, 8)
+    got = mutual_neighbours(graph, chunk)
+    assert got.shape == graph.shape and got.dtype == graph.dtype
+    np.testing.assert_array_equal(got.numpy(), mutual_by_sets(graph.numpy()))
+
+
+def test_a_row_without_mutual_neighbours_keeps_its_nearest() -> None:
+    # 0 -> 1, 2; 1 -> 2, 3; 2 -> 1, 3; 3 -> 2, 1: row 0 is nobody's neighbour
+    graph = torch.tensor([[1, 2], [2, 3], [1, 3], [2, 1]])
+    assert mutual_neighbours(graph).tolist() == [[1, 1], [2, 3], [1, 3], [2, 1]]
+    # mutual: 0-1, 1-3, 2-3; row 2 keeps 3 alone, twice, and row 1 keeps both, in order
+    graph = torch.tensor([[1, 2], [0, 3], [3, 1], [1, 2]])
+    assert mutual_neighbours(graph).tolist() == [[1, 1], [0, 3], [3, 3], [1, 2]]

@@ -33,6 +33,7 @@ __all__ = [
     "approximate_neighbours",
     "cosine_neighbours",
     "data_fingerprint",
+    "mutual_neighbours",
     "nearest_neighbours",
     "neighbour_graph",
     "pca_embedding",
@@ -100,6 +101,28 @@ def cosine_neighbours(e: torch.Tensor, k: int, chunk: int | None = None) -> torc
         rows = torch.arange(start, min(start + chunk, n))
         d[rows - start, rows] = float("inf")  # not its own neighbour
         out[start:start + chunk] = d.topk(k, dim=1, largest=False).indices
+    return out
+
+
+def mutual_neighbours(graph: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    """The mutual neighbours of a graph (N, k), in a graph of the same shape.
+
+    A neighbour j of i is kept when i is also among j's k neighbours. A row keeps its kept
+    neighbours in their order and fills its k slots by repeating them in turn, so a row with m
+    kept neighbours draws each of them about k/m times as often; a row with none keeps its
+    nearest neighbour in every slot.
+    """
+    n, k = graph.shape
+    out = torch.empty_like(graph)
+    slots = torch.arange(k)
+    for start in range(0, n, chunk):
+        rows = graph[start:start + chunk]  # (c, k)
+        own = torch.arange(start, start + len(rows))
+        kept = (graph[rows] == own[:, None, None]).any(-1)  # (c, k): i is among j's neighbours
+        kept[:, 0] |= ~kept.any(1)  # none mutual: the nearest one stays
+        first = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)  # kept ones first, in order
+        count = kept.sum(1, keepdim=True)  # (c, 1) >= 1
+        out[start:start + len(rows)] = rows.gather(1, first.gather(1, slots % count))
     return out
 
 
@@ -187,14 +210,18 @@ def _save_graph(run_dir: Path, graph: torch.Tensor, expected: dict[str, Any]) ->
 
 
 def neighbour_graph(images: Any, k: int, dims: int, method: str = "auto", run_dir: Path | None = None,
-                    rank: int = 0, world: int = 1, log: Callable[[str], None] | None = None) -> torch.Tensor:
+                    rank: int = 0, world: int = 1, log: Callable[[str], None] | None = None,
+                    keep: str = "none") -> torch.Tensor:
     """The (N, k) neighbour graph of a run: loaded from ``run_dir`` when a graph built for the same
     images and settings is there and intact, else built (by process 0 alone when several processes
-    share the run folder; the others wait and load it) and saved there."""
+    share the run folder; the others wait and load it) and saved there. ``keep="mutual"`` keeps
+    the mutual neighbours alone (:func:`mutual_neighbours`)."""
     from mixvae import distributed
 
     expected = {"n": len(images), "k": k, "dims": dims, "method": search_method(len(images), method),
                 "data": data_fingerprint(images)}
+    if keep != "none":  # graphs kept before this setting existed have no such key
+        expected["filter"] = keep
     if run_dir is None:  # nowhere to share it: every process builds the same graph
         return _build(images, expected, log)
     run_dir = Path(run_dir)
@@ -221,4 +248,10 @@ def _build(images: Any, expected: dict[str, Any], log: Callable[[str], None] | N
     if log:
         log(f"found {expected['k']} nearest neighbours ({expected['method']}) of {expected['n']} images in "
             f"{time.perf_counter() - t0:.1f}s")
+    if expected.get("filter") == "mutual":
+        mutual = mutual_neighbours(graph)
+        if log:
+            kept = np.mean([len(set(row)) for row in mutual[:: max(1, len(mutual) // 10000)].tolist()])
+            log(f"kept the mutual ones: {kept:.1f} distinct neighbours per image on average")
+        graph = mutual
     return graph

@@ -163,7 +163,7 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
         return Schedule()
     k = min(tc.n_neighbours, n - 1)  # a tiny dataset has fewer neighbours to offer
     graph = neighbour_graph(source.images, k, tc.neighbour_pca_dims, tc.neighbour_search, run_dir, source.rank,
-                            source.world, log)
+                            source.world, log, tc.neighbour_filter)
     start = tc.regulariser_warmup_epochs
     phases: list[tuple[int, Regulariser]] = [
         (start, NeighbourConsistency(source, graph, tc.consistency_weight, tc.entropy_weight, gather))]

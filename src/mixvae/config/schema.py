@@ -20,6 +20,7 @@ INITS = ("glorot_uniform", "torch")
 EXPERT_NETWORKS = ("mlp", "conv")  # also the manager's networks
 REGULARISERS = ("none", "neighbours")
 NEIGHBOUR_SEARCHES = ("auto", "exact", "approximate")
+NEIGHBOUR_FILTERS = ("none", "mutual")
 INPUT_TYPES = ("images", "vectors")
 
 
@@ -193,6 +194,9 @@ class TrainConfig:
     neighbour_pca_dims: int = 50
     # "auto": exact up to 100,000 images, approximate (faiss) above; see mixvae.neighbours
     neighbour_search: str = "auto"
+    # "mutual": keep only the neighbours that count the image among their own n_neighbours nearest
+    # (mixvae.neighbours.mutual_neighbours); "none": keep all
+    neighbour_filter: str = "none"
     regulariser_warmup_epochs: int = 0  # the regulariser is off for this many epochs
     augment: bool = False  # the regulariser compares random affine views (rotation, zoom, shift)
     augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
@@ -224,6 +228,8 @@ class TrainConfig:
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
         _check(self.neighbour_search in NEIGHBOUR_SEARCHES, "neighbour_search", self.neighbour_search,
                f"one of {NEIGHBOUR_SEARCHES}")
+        _check(self.neighbour_filter in NEIGHBOUR_FILTERS, "neighbour_filter", self.neighbour_filter,
+               f"one of {NEIGHBOUR_FILTERS}")
         _check(isinstance(self.regulariser_warmup_epochs, int) and self.regulariser_warmup_epochs >= 0,
                "regulariser_warmup_epochs", self.regulariser_warmup_epochs, "an integer >= 0")
         _check(isinstance(self.self_label_epoch, int) and self.self_label_epoch >= 0, "self_label_epoch",
