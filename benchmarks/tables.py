@@ -33,6 +33,8 @@ MARK = re.compile(r"<!-- (value|table): ([\w.-]+) -->(.*?)<!-- end -->", re.DOTA
 
 MNIST_FILES = ("quality-mnist-default.json", "quality-mnist-default-seeds5-9.json")
 FASHION_FILE = "quality-fashion-mnist-fashion.json"
+# the convolutional manager's seeds, one file each (seed 0 is the README gallery's run)
+CONV_FILES = tuple(f"quality-fashion-mnist-fashion-convmgr{tag}.json" for tag in ("", "-seed1", "-seed2"))
 FASHION_VARIANTS = (
     ("quality-fashion-mnist-fashion-sl3e10.json",
      ("`fashion` with self-labelling and re-splits from epoch 4, 10 epochs (`--set train.self_label_epoch=3 "
@@ -40,7 +42,7 @@ FASHION_VARIANTS = (
     ("quality-fashion-mnist-default.json", "the `default` preset itself (no mirrored views; `--preset default`)"),
     ("quality-fashion-mnist-fashion-k5.json",
      "`fashion` with 5 nearest neighbours instead of 10 (`--set train.n_neighbours=5 --tag k5`)"),
-    ("quality-fashion-mnist-fashion-convmgr.json",
+    (CONV_FILES,
      "`fashion` with a convolutional manager (`--set model.manager_network=conv --tag convmgr --gen-eval`)"),
 )
 
@@ -51,6 +53,11 @@ def load(name: str) -> dict[str, Any]:
 
 def runs(*names: str) -> list[dict[str, Any]]:
     return sorted((r for name in names for r in load(name)["runs"]), key=lambda r: r["seed"])
+
+
+def existing(names: Sequence[str]) -> list[str]:
+    """The result files of ``names`` that have been written (seeds of a variant still running are left out)."""
+    return [name for name in names if (RESULTS / name).exists()]
 
 
 def spread(values: Sequence[float], digits: int = 4) -> str:
@@ -196,9 +203,17 @@ def pair_cuts() -> str:
 # ------------------------------------------------------------------ Fashion-MNIST
 def fashion_conv_values() -> dict[str, str]:
     """The one seed of the `fashion` preset with a convolutional manager (the Fashion-MNIST gallery's run)."""
-    r = runs("quality-fashion-mnist-fashion-convmgr.json")[0]
+    r = runs(CONV_FILES[0])[0]
     gen = r["generation"]
+    rs = runs(*existing(CONV_FILES))
     return {
+        "fashion.conv.seeds": str(len(rs)),
+        "fashion.conv.acc.all": spread([x["acc"] for x in rs]),
+        "fashion.conv.worst": f"{min(x['acc'] for x in rs):.4f}",
+        "fashion.conv.gap": f"{0.70 - statistics.mean(x['acc'] for x in rs):.3f}",
+        "fashion.conv.generation.all": spread([x["generation"]["mean"] for x in rs], 3),
+        "fashion.conv.after5.all": ", ".join(f"{x['acc_per_epoch'][4]:.3f}" for x in rs),
+        "fashion.conv.minutes.median": f"{statistics.median(run_seconds(x) for x in rs) / 60:.0f}",
         "fashion.conv.numbers3": f"accuracy {r['acc']:.3f}, NMI {r['nmi']:.3f}, ARI {r['ari']:.3f}",
         "fashion.conv.acc": f"{r['acc']:.4f}",
         "fashion.conv.after5": f"{r['acc_per_epoch'][4]:.3f}",
@@ -231,6 +246,7 @@ def neighbour_values() -> dict[str, str]:
     pixels = load("neighbours.json")
     k5 = load("neighbours-k5.json")["fashion-mnist"]
     features = next(iter(load("neighbours-features.json").values()))
+    mutual = load("neighbours-k20-mutual.json")
     log = (RESULTS / "quality-fashion-mnist-fashion-seed0.log").read_text()
     without = re.search(r"seed 0: acc ([0-9.]+)", log)
     return {
@@ -238,6 +254,10 @@ def neighbour_values() -> dict[str, str]:
         "neighbours.fashion": f"{100 * pixels['fashion-mnist']['same_class']:.1f}%",
         "neighbours.fashion.k5": f"{100 * k5['same_class']:.1f}%",
         "neighbours.fashion.features": f"{100 * features['same_class']:.1f}%",
+        "neighbours.mutual.fashion": f"{100 * mutual['fashion-mnist']['same_class']:.1f}%",
+        "neighbours.mutual.mnist": f"{100 * mutual['mnist']['same_class']:.1f}%",
+        "neighbours.mutual.fashion.kept": f"{mutual['fashion-mnist']['distinct_per_image']:.1f}",
+        "neighbours.mutual.fashion.none": f"{100 * mutual['fashion-mnist']['without_mutual']:.1f}%",
         "fashion.seed0.without_repair": without.group(1) if without else "MISSING",
     }
 
@@ -304,10 +324,20 @@ def fashion_per_seed() -> str:
                   "final ACC", "re-splits"], rows)
 
 
+def fashion_conv_per_seed() -> str:
+    rows = [[r["seed"], ", ".join(f"{a:.3f}" for a in r["acc_per_epoch"][:5]),
+             ", ".join(f"{a:.3f}" for a in r["acc_per_epoch"][5:]), f"{r['acc']:.4f}", f"{r['nmi']:.4f}",
+             f"{r['ari']:.4f}", f"{r['experts_used']}/10", f"{r['generation']['mean']:.3f}",
+             f"{r['generation']['classes_covered']} of 10", f"{run_seconds(r) / 60:.0f}"]
+            for r in runs(*existing(CONV_FILES))]
+    return table(["seed", "epochs 1-5", "epochs 6-8", "final ACC", "NMI", "ARI", "experts used",
+                  "samples judged right", "classes covered", "minutes"], rows)
+
+
 def fashion_variants() -> str:
     rows = []
-    for name, what in FASHION_VARIANTS:
-        rs = runs(name)
+    for names, what in FASHION_VARIANTS:
+        rs = runs(*existing((names,) if isinstance(names, str) else names))
         rows.append([what, len(rs), spread([r["acc"] for r in rs]), ", ".join(f"{r['acc']:.4f}" for r in rs)])
     return table(["variant (same script)", "seeds", "test ACC, mean +/- sample std", "per seed"], rows)
 
@@ -481,7 +511,8 @@ TABLES: dict[str, Callable[[], str]] = {
     "seed-preset": seed_preset, "speed": speed, "speed-conv": speed_conv, "colour-speed": colour_speed,
     "mnist-summary": mnist_summary, "mnist-per-seed": mnist_per_seed,
     "mnist-time-to-accuracy": mnist_time_to_accuracy, "fashion-summary": fashion_summary,
-    "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants, "density": density,
+    "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants,
+    "fashion-conv-per-seed": fashion_conv_per_seed, "density": density,
     "pair-cuts": pair_cuts, "app-load": app_load,
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
