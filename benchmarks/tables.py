@@ -210,6 +210,9 @@ def fashion_conv_values() -> dict[str, str]:
         "fashion.conv.seeds": str(len(rs)),
         "fashion.conv.acc.all": spread([x["acc"] for x in rs]),
         "fashion.conv.worst": f"{min(x['acc'] for x in rs):.4f}",
+        "fashion.conv.nmi.all": spread([x["nmi"] for x in rs]),
+        "fashion.conv.ari.all": spread([x["ari"] for x in rs]),
+        "fashion.conv.better": f"{sum(1 for x, m in zip(rs, runs(FASHION_FILE)) if x['acc'] > m['acc'])} of {len(rs)}",
         "fashion.conv.gap": f"{0.70 - statistics.mean(x['acc'] for x in rs):.3f}",
         "fashion.conv.generation.all": spread([x["generation"]["mean"] for x in rs], 3),
         "fashion.conv.after5.all": ", ".join(f"{x['acc_per_epoch'][4]:.3f}" for x in rs),
@@ -238,6 +241,7 @@ def fashion_values() -> dict[str, str]:
         "fashion.after5": " and ".join(f"{r['acc_per_epoch'][4]:.3f}" for r in rs[1:]),
         "fashion.after5.all": ", ".join(f"{r['acc_per_epoch'][4]:.3f}" for r in rs[:-1]) + f" and {rs[-1]['acc_per_epoch'][4]:.3f}",
         "fashion.final12": " and ".join(f"{r['acc']:.3f}" for r in rs[1:]),
+        "fashion.minutes.median": f"{statistics.median(r['seconds'] for r in rs) / 60:.0f}",
     }
 
 
