@@ -32,6 +32,7 @@ DOCS = (ROOT / "README.md", ROOT / "BENCHMARKS.md")
 MARK = re.compile(r"<!-- (value|table): ([\w.-]+) -->(.*?)<!-- end -->", re.DOTALL)
 
 MNIST_FILES = ("quality-mnist-default.json", "quality-mnist-default-seeds5-9.json")
+MNIST_CONV_FILES = ("quality-mnist-default-convmgr.json", "quality-mnist-default-convmgr-seeds1-4.json")
 FASHION_FILE = "quality-fashion-mnist-fashion.json"
 # the convolutional manager's seeds, one file each (seed 0 is the README gallery's run)
 CONV_FILES = tuple(f"quality-fashion-mnist-fashion-convmgr{tag}.json" for tag in ("", "-seed1", "-seed2"))
@@ -117,6 +118,38 @@ def mnist_values() -> dict[str, str]:
         "mnist.setup_seconds": f"{statistics.median(seconds_to(r, 0) for r in rs):.0f} s",
         "mnist.median_minutes": f"{statistics.median(r['seconds'] for r in rs) / 60:.1f} minutes",
     }
+
+
+def mnist_conv_values() -> dict[str, str]:
+    """The `default` preset with a convolutional manager, beside the MLP manager's runs of the same seeds."""
+    rs = runs(*existing(MNIST_CONV_FILES))
+    if not rs:
+        return {}
+    mlp = {r["seed"]: r for r in runs(*MNIST_FILES)}
+    acc = [r["acc"] for r in rs]
+    reach = [first_epoch(r["acc_per_epoch"], 0.95) for r in rs]
+    return {
+        "mnist.conv.seeds": str(len(rs)),
+        "mnist.conv.acc": spread(acc),
+        "mnist.conv.worst": f"{min(acc):.4f}",
+        "mnist.conv.nmi": spread([r["nmi"] for r in rs]),
+        "mnist.conv.ari": spread([r["ari"] for r in rs]),
+        "mnist.conv.mlp_same_seeds": spread([mlp[r["seed"]]["acc"] for r in rs]),
+        "mnist.conv.better": f"{sum(1 for r in rs if r['acc'] > mlp[r['seed']]['acc'])} of {len(rs)}",
+        "mnist.conv.generation": spread([r["generation"]["mean"] for r in rs], 3),
+        "mnist.conv.reach95": ", ".join(f"epoch {e}" if e else "never" for e in reach),
+        "mnist.conv.minutes.median": f"{statistics.median(run_seconds(r) for r in rs) / 60:.0f}",
+        "mnist.conv.verdict": ("meets" if statistics.mean(acc) >= 0.98 else "misses") + " the 0.98 target",
+    }
+
+
+def mnist_conv_per_seed() -> str:
+    rows = [[r["seed"], ", ".join(f"{a:.3f}" for a in r["acc_per_epoch"]), f"{r['acc']:.4f}", f"{r['nmi']:.4f}",
+             f"{r['ari']:.4f}", f"{r['experts_used']}/10", f"{r['generation']['mean']:.3f}",
+             f"{r['generation']['classes_covered']} of 10", f"{run_seconds(r) / 60:.0f}"]
+            for r in runs(*existing(MNIST_CONV_FILES))]
+    return table(["seed", "test ACC after each epoch", "final ACC", "NMI", "ARI", "experts used",
+                  "samples judged right", "classes covered", "minutes"], rows)
 
 
 def seconds_to(r: dict[str, Any], epoch: int) -> float:
@@ -217,6 +250,7 @@ def fashion_conv_values() -> dict[str, str]:
         "fashion.conv.generation.all": spread([x["generation"]["mean"] for x in rs], 3),
         "fashion.conv.after5.all": ", ".join(f"{x['acc_per_epoch'][4]:.3f}" for x in rs),
         "fashion.conv.minutes.median": f"{statistics.median(run_seconds(x) for x in rs) / 60:.0f}",
+        "fashion.conv.time_ratio": f"{statistics.median(run_seconds(x) for x in rs) / statistics.median(r['seconds'] for r in runs(FASHION_FILE)):.1f}",
         "fashion.conv.numbers3": f"accuracy {r['acc']:.3f}, NMI {r['nmi']:.3f}, ARI {r['ari']:.3f}",
         "fashion.conv.acc": f"{r['acc']:.4f}",
         "fashion.conv.after5": f"{r['acc_per_epoch'][4]:.3f}",
@@ -234,7 +268,7 @@ def fashion_values() -> dict[str, str]:
         "fashion.acc": spread([r["acc"] for r in rs]),
         "fashion.acc3": spread([r["acc"] for r in rs], 3),
         "fashion.kmeans3": f"{load(FASHION_FILE)['kmeans']['acc']:.3f}",
-        "fashion.miss": f"{0.65 - statistics.mean(r['acc'] for r in rs):.4f}",
+        "fashion.miss": f"{0.70 - statistics.mean(r['acc'] for r in rs):.4f}",
         "fashion.plateau": f"{min(plateau):.2f} to {max(plateau):.2f}",
         "fashion.resplits": f"{min(resplits)} to {max(resplits)}",
         "fashion.seed0": f"{rs[0]['acc']:.4f}",
@@ -516,11 +550,12 @@ TABLES: dict[str, Callable[[], str]] = {
     "mnist-summary": mnist_summary, "mnist-per-seed": mnist_per_seed,
     "mnist-time-to-accuracy": mnist_time_to_accuracy, "fashion-summary": fashion_summary,
     "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants,
-    "fashion-conv-per-seed": fashion_conv_per_seed, "density": density,
+    "fashion-conv-per-seed": fashion_conv_per_seed,
+    "mnist-conv-per-seed": mnist_conv_per_seed, "density": density,
     "pair-cuts": pair_cuts, "app-load": app_load,
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
-    mnist_values, no_repair_values, fashion_values, fashion_conv_values, neighbour_values, fashion_sl3e10_values,
+    mnist_values, mnist_conv_values, no_repair_values, fashion_values, fashion_conv_values, neighbour_values, fashion_sl3e10_values,
     scale_values, demo_values, seed_preset_values, piecewise_values, speed_conv_values, app_values)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
