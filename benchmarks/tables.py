@@ -139,7 +139,12 @@ def mnist_conv_values() -> dict[str, str]:
         "mnist.conv.generation": spread([r["generation"]["mean"] for r in rs], 3),
         "mnist.conv.reach95": ", ".join(f"epoch {e}" if e else "never" for e in reach),
         "mnist.conv.minutes.median": f"{statistics.median(run_seconds(r) for r in rs) / 60:.0f}",
-        "mnist.conv.verdict": ("meets" if statistics.mean(acc) >= 0.98 else "misses") + " the 0.98 target",
+        "mnist.conv.verdict": (("meets" if statistics.mean(acc) >= 0.98 else "misses") + " the 0.98 target (mean of 5 seeds)"
+                               if len(rs) >= 5 else f"ran {len(rs)} of the 5 seeds the 0.98 target asks for"),
+        "mnist.conv.generation.verdict": ("meets" if statistics.mean(r["generation"]["mean"] for r in rs) >= 0.95
+                                          else "misses") + " the 0.95 target",
+        "mnist.conv.covered": "10 of 10 in every seed" if all(r["generation"]["classes_covered"] == 10 for r in rs)
+        else ", ".join(str(r["generation"]["classes_covered"]) for r in rs),
     }
 
 
