@@ -139,6 +139,7 @@ def mnist_conv_values() -> dict[str, str]:
         "mnist.conv.generation": spread([r["generation"]["mean"] for r in rs], 3),
         "mnist.conv.reach95": ", ".join(f"epoch {e}" if e else "never" for e in reach),
         "mnist.conv.minutes.median": f"{statistics.median(run_seconds(r) for r in rs) / 60:.0f}",
+        "mnist.conv.time_ratio": f"{statistics.median(run_seconds(r) for r in rs) / statistics.median(r['seconds'] for r in mlp.values()):.1f}",
         "mnist.conv.verdict": (("meets" if statistics.mean(acc) >= 0.98 else "misses") + " the 0.98 target (mean of 5 seeds)"
                                if len(rs) >= 5 else f"ran {len(rs)} of the 5 seeds the 0.98 target asks for"),
         "mnist.conv.generation.verdict": ("meets" if statistics.mean(r["generation"]["mean"] for r in rs) >= 0.95
