@@ -19,7 +19,7 @@ import torch
 from mixvae.checkpoint import load_run
 from mixvae.data import load
 from mixvae.inference import images_to_tensor
-from mixvae.neighbours import cosine_neighbours, mutual_neighbours, nearest_neighbours
+from mixvae.neighbours import cosine_neighbours, mutual_counts, mutual_neighbours, nearest_neighbours
 
 
 @torch.no_grad()
@@ -57,10 +57,8 @@ def main() -> None:
                         f"PCA-{args.pca} pixels", "same_class": float(same.mean()),
                         "nearest_same_class": float(same[:, 0].mean()), "seconds": time.perf_counter() - t0}
         if args.mutual:
-            kept = (full[nb] == np.arange(len(nb))[:, None, None]).any(-1)  # (N, k): slot holds a mutual one
-            distinct = np.array([len(set(row)) for row in nb.tolist()])
-            results[key].update(filter="mutual", distinct_per_image=float(np.where(kept[:, 0], distinct, 0).mean()),
-                                without_mutual=float((~kept[:, 0]).mean()))
+            kept, none = mutual_counts(torch.from_numpy(full), torch.from_numpy(nb))
+            results[key].update(filter="mutual", distinct_per_image=kept, without_mutual=none)
             print(f"{key}: {results[key]['distinct_per_image']:.1f} mutual neighbours per image on average; "
                   f"{results[key]['without_mutual']:.3f} of the images have none (they keep their nearest)")
         print(f"{key}: {same.mean():.3f} of the {args.k} nearest neighbours share the image's class "

@@ -35,7 +35,7 @@ def test_bad_model_config_names_the_field(kwargs, field):
 
 
 @pytest.mark.parametrize("kwargs, field", [({"lr": 0}, "lr"), ({"lr": -1e-3}, "lr"), ({"batch_size": 0}, "batch_size"),
-                                           ({"epochs": 0}, "epochs")])
+                                           ({"epochs": 0}, "epochs"), ({"neighbour_filter": "shared"}, "neighbour_filter")])
 def test_bad_train_config_names_the_field(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         TrainConfig(**kwargs)

@@ -159,3 +159,6 @@ def test_a_mutual_graph_is_built_kept_and_never_taken_for_the_full_one(tmp_path:
     np.testing.assert_array_equal(np.load(graph_files(run)[0]), mutual_neighbours(full).numpy())
     assert json.loads(graph_files(run)[1].read_text())["filter"] == "mutual"
     assert not np.array_equal(mutual_neighbours(full).numpy(), full.numpy())  # the filter changed something
+    with pytest.warns(RuntimeWarning, match="built for other data or settings"):  # and back: the full graph again
+        fit(neighbour_config(), x, run_dir=run, log=None, runtime=Runtime(progress=False, max_steps=1))
+    np.testing.assert_array_equal(np.load(graph_files(run)[0]), full.numpy())

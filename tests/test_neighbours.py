@@ -9,7 +9,7 @@ import torch
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from mixvae.neighbours import cosine_neighbours, mutual_neighbours, nearest_neighbours, pca_embedding
+from mixvae.neighbours import cosine_neighbours, mutual_counts, mutual_neighbours, nearest_neighbours, pca_embedding
 
 from conftest import blobs
 
@@ -77,3 +77,12 @@ def test_a_row_without_mutual_neighbours_keeps_its_nearest() -> None:
     # mutual: 0-1, 1-3, 2-3; row 2 keeps 3 alone, twice, and row 1 keeps both, in order
     graph = torch.tensor([[1, 2], [0, 3], [3, 1], [1, 2]])
     assert mutual_neighbours(graph).tolist() == [[1, 1], [0, 3], [3, 3], [1, 2]]
+
+
+def test_mutual_counts_count_each_images_mutual_neighbours() -> None:
+    x, _ = blobs(n_per=40, k=3)
+    graph = nearest_neighbours(x, 6, 8).numpy()
+    counts = [sum(i in set(graph[j].tolist()) for j in row) for i, row in enumerate(graph.tolist())]
+    kept, none = mutual_counts(torch.from_numpy(graph), mutual_neighbours(torch.from_numpy(graph)))
+    assert kept == pytest.approx(np.mean(counts)) and none == pytest.approx(np.mean(np.array(counts) == 0))
+    assert 0 < none < 1  # the case of an image with none is exercised

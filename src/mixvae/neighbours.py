@@ -33,6 +33,7 @@ __all__ = [
     "approximate_neighbours",
     "cosine_neighbours",
     "data_fingerprint",
+    "mutual_counts",
     "mutual_neighbours",
     "nearest_neighbours",
     "neighbour_graph",
@@ -126,6 +127,15 @@ def mutual_neighbours(graph: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     return out
 
 
+def mutual_counts(graph: torch.Tensor, mutual: torch.Tensor) -> tuple[float, float]:
+    """For a graph (N, k) and its :func:`mutual_neighbours`: the mean number of mutual neighbours
+    per image (0 for an image with none), and the share of images with none."""
+    own = torch.arange(len(graph))[:, None]
+    first_kept = (graph[mutual[:, 0]] == own).any(1)  # a row with any mutual neighbour starts with one
+    distinct = torch.tensor([len(set(row)) for row in mutual.tolist()])
+    return float(torch.where(first_kept, distinct, 0).float().mean()), float((~first_kept).float().mean())
+
+
 def approximate_neighbours(e: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
     """Indices (N, k) of each row's k most cosine-similar other rows, approximately.
 
@@ -187,7 +197,7 @@ def _load_graph(run_dir: Path, expected: dict[str, Any]) -> torch.Tensor | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in expected} != expected:
+        if {k: meta.get(k) for k in expected} != expected or meta.get("filter") != expected.get("filter"):
             raise ValueError("it was built for other data or settings")
         if file_sha256(path) != meta["sha256"]:
             raise ValueError("its checksum does not match")
@@ -251,7 +261,8 @@ def _build(images: Any, expected: dict[str, Any], log: Callable[[str], None] | N
     if expected.get("filter") == "mutual":
         mutual = mutual_neighbours(graph)
         if log:
-            kept = np.mean([len(set(row)) for row in mutual[:: max(1, len(mutual) // 10000)].tolist()])
-            log(f"kept the mutual ones: {kept:.1f} distinct neighbours per image on average")
+            kept, none = mutual_counts(graph, mutual)
+            log(f"kept the mutual neighbours: {kept:.1f} per image on average; {100 * none:.1f}% of the images have "
+                f"none and keep their nearest")
         graph = mutual
     return graph
