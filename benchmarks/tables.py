@@ -139,14 +139,20 @@ def mnist_conv_values() -> dict[str, str]:
         "mnist.conv.generation": spread([r["generation"]["mean"] for r in rs], 3),
         "mnist.conv.reach95": ", ".join(f"epoch {e}" if e else "never" for e in reach),
         "mnist.conv.minutes.median": f"{statistics.median(run_seconds(r) for r in rs) / 60:.0f}",
-        "mnist.conv.time_ratio": f"{statistics.median(run_seconds(r) for r in rs) / statistics.median(r['seconds'] for r in mlp.values()):.1f}",
-        "mnist.conv.verdict": (("meets" if statistics.mean(acc) >= 0.98 else "misses") + " the 0.98 target (mean of 5 seeds)"
+        "mnist.conv.time_ratio": time_ratio(rs, mlp),
+        "mnist.conv.verdict": (("meets" if statistics.mean(acc) >= 0.98 else "misses")
+                               + " the 0.98 target (a mean over at least 5 seeds)"
                                if len(rs) >= 5 else f"ran {len(rs)} of the 5 seeds the 0.98 target asks for"),
-        "mnist.conv.generation.verdict": ("meets" if statistics.mean(r["generation"]["mean"] for r in rs) >= 0.95
-                                          else "misses") + " the 0.95 target",
+        "mnist.conv.generation.verdict": ("at or above" if statistics.mean(r["generation"]["mean"] for r in rs) >= 0.95
+                                          else "below") + " the 0.95 target, as a mean over these seeds",
         "mnist.conv.covered": "10 of 10 in every seed" if all(r["generation"]["classes_covered"] == 10 for r in rs)
         else ", ".join(str(r["generation"]["classes_covered"]) for r in rs),
     }
+
+
+def time_ratio(conv: list[dict[str, Any]], mlp: dict[int, dict[str, Any]]) -> str:
+    """Median training time of the convolutional manager's runs over the MLP manager's runs of the same seeds."""
+    return f"{statistics.median(run_seconds(r) for r in conv) / statistics.median(run_seconds(mlp[r['seed']]) for r in conv):.1f}"
 
 
 def mnist_conv_per_seed() -> str:
@@ -178,7 +184,8 @@ def mnist_summary() -> str:
           "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
           f"{statistics.median(r['seconds'] for r in rs):.0f} s"],
          [f"mixvae `seed` preset (the post's model, {seed['epochs']} epochs)", 1, f"{seed['acc']:.4f}", "-",
-          f"{seed['nmi']:.4f}", f"{seed['ari']:.4f}", f"{seed['experts_used']}/10", f"{run_seconds(seed):.0f} s"],
+          f"{seed['nmi']:.4f}", f"{seed['ari']:.4f}", f"{seed['experts_used']}/10",
+          "- (resumed on a shared machine; see below)" if seed.get("resumed") else f"{seed['seconds']:.0f} s"],
          ["k-means on raw pixels (scikit-learn, n_init=10; same script)", "-", f"{kmeans['acc']:.4f}", "-",
           f"{kmeans['nmi']:.4f}", f"{kmeans['ari']:.4f}", "-", f"{kmeans['seconds']:.0f} s"]])
 
@@ -241,22 +248,24 @@ def pair_cuts() -> str:
 
 # ------------------------------------------------------------------ Fashion-MNIST
 def fashion_conv_values() -> dict[str, str]:
-    """The one seed of the `fashion` preset with a convolutional manager (the Fashion-MNIST gallery's run)."""
+    """The `fashion` preset with a convolutional manager: seed 0 (the Fashion-MNIST gallery's run), and
+    every seed that ran beside the MLP manager's runs of the same seeds."""
     r = runs(CONV_FILES[0])[0]
     gen = r["generation"]
     rs = runs(*existing(CONV_FILES))
+    mlp = {m["seed"]: m for m in runs(FASHION_FILE)}
     return {
         "fashion.conv.seeds": str(len(rs)),
         "fashion.conv.acc.all": spread([x["acc"] for x in rs]),
         "fashion.conv.worst": f"{min(x['acc'] for x in rs):.4f}",
         "fashion.conv.nmi.all": spread([x["nmi"] for x in rs]),
         "fashion.conv.ari.all": spread([x["ari"] for x in rs]),
-        "fashion.conv.better": f"{sum(1 for x, m in zip(rs, runs(FASHION_FILE)) if x['acc'] > m['acc'])} of {len(rs)}",
+        "fashion.conv.better": f"{sum(1 for x in rs if x['acc'] > mlp[x['seed']]['acc'])} of {len(rs)}",
         "fashion.conv.gap": f"{0.70 - statistics.mean(x['acc'] for x in rs):.3f}",
         "fashion.conv.generation.all": spread([x["generation"]["mean"] for x in rs], 3),
         "fashion.conv.after5.all": ", ".join(f"{x['acc_per_epoch'][4]:.3f}" for x in rs),
         "fashion.conv.minutes.median": f"{statistics.median(run_seconds(x) for x in rs) / 60:.0f}",
-        "fashion.conv.time_ratio": f"{statistics.median(run_seconds(x) for x in rs) / statistics.median(r['seconds'] for r in runs(FASHION_FILE)):.1f}",
+        "fashion.conv.time_ratio": time_ratio(rs, mlp),
         "fashion.conv.numbers3": f"accuracy {r['acc']:.3f}, NMI {r['nmi']:.3f}, ARI {r['ari']:.3f}",
         "fashion.conv.acc": f"{r['acc']:.4f}",
         "fashion.conv.after5": f"{r['acc_per_epoch'][4]:.3f}",
