@@ -300,6 +300,7 @@ def neighbour_values() -> dict[str, str]:
     k5 = load("neighbours-k5.json")["fashion-mnist"]
     features = next(iter(load("neighbours-features.json").values()))
     mutual = load("neighbours-k20-mutual.json")
+    k20 = load("neighbours-k20.json")
     log = (RESULTS / "quality-fashion-mnist-fashion-seed0.log").read_text()
     without = re.search(r"seed 0: acc ([0-9.]+)", log)
     return {
@@ -307,6 +308,8 @@ def neighbour_values() -> dict[str, str]:
         "neighbours.fashion": f"{100 * pixels['fashion-mnist']['same_class']:.1f}%",
         "neighbours.fashion.k5": f"{100 * k5['same_class']:.1f}%",
         "neighbours.fashion.features": f"{100 * features['same_class']:.1f}%",
+        "neighbours.k20.fashion": f"{100 * k20['fashion-mnist']['same_class']:.1f}%",
+        "neighbours.k20.mnist": f"{100 * k20['mnist']['same_class']:.1f}%",
         "neighbours.mutual.fashion": f"{100 * mutual['fashion-mnist']['same_class']:.1f}%",
         "neighbours.mutual.mnist": f"{100 * mutual['mnist']['same_class']:.1f}%",
         "neighbours.mutual.fashion.kept": f"{mutual['fashion-mnist']['distinct_per_image']:.1f}",
