@@ -22,6 +22,7 @@ import contextlib
 import dataclasses
 import json
 import multiprocessing
+import os
 import platform
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -125,17 +126,20 @@ def run_seed(args, seed: int, train, test, classifier) -> dict:
     cfg = dataclasses.replace(cfg, data=args.data, train=dataclasses.replace(cfg.train, **changes))
     cfg = config_from_dict(parse_overrides(args.set), base=cfg)
     run_dir = Path(args.runs) / f"{args.data}-{_name(args)}-seed{seed}" if args.runs else None
+    load_at_start = list(os.getloadavg())  # 1, 5 and 15 minutes: what else the machine ran
     t0 = time.perf_counter()
     resume = bool(args.resume and run_dir is not None and latest_checkpoint(run_dir) is not None)
     module, history = fit(cfg, train.images, test.images, test.labels, run_dir=run_dir, resume=resume,
                           log=(lambda m: print(f"  [seed {seed}] {m}", flush=True)), runtime=Runtime(progress=False))
     seconds = time.perf_counter() - t0
+    load_at_end = list(os.getloadavg())
     if run_dir is not None:
         save_config(run_dir, cfg)
     rep = clustering_report(test.labels, predict_proba(module, test.images))
     row = {
         "seed": seed, "acc": rep["acc"], "nmi": rep["nmi"], "ari": rep["ari"],
         "experts_used": rep["experts_used"], "seconds": seconds, "epochs": cfg.train.epochs,
+        "load_average": {"start": load_at_start, "end": load_at_end},
         "seconds_per_epoch": float(np.mean(history.column("seconds"))),
         # a resumed run's "seconds" is this process's share; its epochs' own times are in seconds_per_epoch
         "resumed": resume,
