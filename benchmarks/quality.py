@@ -163,8 +163,9 @@ def _name(args) -> str:
 
 
 def summarise(rows: list[dict], key: str) -> str:
+    """mean +/- sample std (ddof=1), as BENCHMARKS.md reports them."""
     v = np.array([r[key] for r in rows], dtype=float)
-    return f"{v.mean():.4f} +/- {v.std():.4f}" if len(v) > 1 else f"{v[0]:.4f}"
+    return f"{v.mean():.4f} +/- {v.std(ddof=1):.4f}" if len(v) > 1 else f"{v[0]:.4f}"
 
 
 def main() -> None:
@@ -232,7 +233,7 @@ def main() -> None:
         print(f"| {k['name']} | {k['acc']:.4f} | {k['nmi']:.4f} | {k['ari']:.4f} | - | - | {k['seconds']:.0f} |")
     if classifier is not None:
         g = [r["generation"]["mean"] for r in rows]
-        print(f"\ngeneration accuracy per expert (mean over experts): {np.mean(g):.3f} +/- {np.std(g):.3f}; "
+        print(f"\ngeneration accuracy per expert (mean over experts): {np.mean(g):.3f} +/- {np.std(g, ddof=1):.3f}; "
               f"classes covered: {[r['generation']['classes_covered'] for r in rows]}")
     if args.iw:
         ll = [r["log_likelihood"]["mean_nats"] for r in rows]

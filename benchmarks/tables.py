@@ -43,6 +43,9 @@ FASHION_VARIANTS = (
     ("quality-fashion-mnist-default.json", "the `default` preset itself (no mirrored views; `--preset default`)"),
     ("quality-fashion-mnist-fashion-k5.json",
      "`fashion` with 5 nearest neighbours instead of 10 (`--set train.n_neighbours=5 --tag k5`)"),
+    ("quality-fashion-mnist-fashion-mutual20.json",
+     ("`fashion` with the mutual neighbours among the 20 nearest (`--set train.neighbour_filter=mutual "
+      "--set train.n_neighbours=20 --tag mutual20`)")),
     (CONV_FILES,
      "`fashion` with a convolutional manager (`--set model.manager_network=conv --tag convmgr --gen-eval`)"),
 )
@@ -148,6 +151,30 @@ def mnist_conv_values() -> dict[str, str]:
         "mnist.conv.covered": "10 of 10 in every seed" if all(r["generation"]["classes_covered"] == 10 for r in rs)
         else ", ".join(str(r["generation"]["classes_covered"]) for r in rs),
     }
+
+
+ALONE_FILES = (  # one run each, with no other job on the machine
+    ("quality-mnist-default-alone.json", "MNIST, `default` preset (MLP manager)"),
+    ("quality-mnist-default-convmgr-alone.json", "MNIST, `default` with a convolutional manager"),
+    ("quality-fashion-mnist-fashion-alone.json", "Fashion-MNIST, `fashion` preset (MLP manager)"),
+)
+
+
+def alone_runs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(what, result file, its run) for the runs timed alone on the machine."""
+    return [(what, load(name), load(name)["runs"][0]) for name, what in ALONE_FILES if (RESULTS / name).exists()]
+
+
+def cost_alone() -> str:
+    rows = []
+    for what, result, r in alone_runs():
+        e95 = first_epoch(r["acc_per_epoch"], 0.95) if result["data"] == "mnist" else None
+        rows.append([what, f"{r['seconds'] / 60:.1f}", f"{r['seconds_per_epoch']:.0f}",
+                     f"{seconds_to(r, e95) / 60:.1f} (epoch {e95})" if e95 else "-", f"{r['acc']:.4f}",
+                     "yes" if r["seconds"] <= 15 * 60 else "no",
+                     " / ".join(f"{r['load_average'][k][0]:.1f}" for k in ("start", "end"))])
+    return table(["run (seed 0, 2 torch threads)", "minutes", "seconds per epoch", "minutes to 0.95 test ACC",
+                  "test ACC", "within 15 minutes", "load average (1 min) at start / end"], rows)
 
 
 def time_ratio(conv: list[dict[str, Any]], mlp: dict[int, dict[str, Any]]) -> str:
@@ -303,6 +330,8 @@ def neighbour_values() -> dict[str, str]:
     k20 = load("neighbours-k20.json")
     log = (RESULTS / "quality-fashion-mnist-fashion-seed0.log").read_text()
     without = re.search(r"seed 0: acc ([0-9.]+)", log)
+    trained = runs("quality-fashion-mnist-fashion-mutual20.json")  # the fashion preset on the mutual graph
+    preset = {r["seed"]: r["acc"] for r in runs(FASHION_FILE)}
     return {
         "neighbours.mnist": f"{100 * pixels['mnist']['same_class']:.1f}%",
         "neighbours.fashion": f"{100 * pixels['fashion-mnist']['same_class']:.1f}%",
@@ -315,6 +344,8 @@ def neighbour_values() -> dict[str, str]:
         "neighbours.mutual.fashion.kept": f"{mutual['fashion-mnist']['distinct_per_image']:.1f}",
         "neighbours.mutual.fashion.none": f"{100 * mutual['fashion-mnist']['without_mutual']:.1f}%",
         "fashion.seed0.without_repair": without.group(1) if without else "MISSING",
+        "fashion.mutual20.acc": spread([r["acc"] for r in trained]),
+        "fashion.mutual20.better": f"{sum(r['acc'] > preset[r['seed']] for r in trained)} of {len(trained)}",
     }
 
 
@@ -570,7 +601,7 @@ TABLES: dict[str, Callable[[], str]] = {
     "fashion-per-seed": fashion_per_seed, "fashion-variants": fashion_variants,
     "fashion-conv-per-seed": fashion_conv_per_seed,
     "mnist-conv-per-seed": mnist_conv_per_seed, "density": density,
-    "pair-cuts": pair_cuts, "app-load": app_load,
+    "pair-cuts": pair_cuts, "app-load": app_load, "cost-alone": cost_alone,
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     mnist_values, mnist_conv_values, no_repair_values, fashion_values, fashion_conv_values, neighbour_values, fashion_sl3e10_values,
