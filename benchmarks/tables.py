@@ -179,6 +179,22 @@ def cost_alone() -> str:
                   "test ACC", "within 15 minutes", "load average (1 min) at start / end"], rows)
 
 
+def cost_values() -> dict[str, str]:
+    timed = {name: load(name)["runs"][0] for name, _ in ALONE_FILES if (RESULTS / name).exists()}
+    if len(timed) < len(ALONE_FILES):
+        return {}
+    mlp, conv, fashion = (timed[name] for name, _ in ALONE_FILES)
+    return {
+        "cost.conv.minutes": f"{conv['seconds'] / 60:.1f}",
+        "cost.mlp.minutes": f"{mlp['seconds'] / 60:.1f}",
+        "cost.fashion.minutes": f"{fashion['seconds'] / 60:.1f}",
+        "cost.conv.ratio": f"{conv['seconds'] / mlp['seconds']:.1f}",
+        "cost.conv.acc": f"{conv['acc']:.4f}",
+        "cost.verdict": ("every run within" if all(r["seconds"] <= 900 for r in timed.values())
+                         else "not every run within"),
+    }
+
+
 def time_ratio(conv: list[dict[str, Any]], mlp: dict[int, dict[str, Any]]) -> str:
     """Median training time of the convolutional manager's runs over the MLP manager's runs of the same seeds."""
     return f"{statistics.median(run_seconds(r) for r in conv) / statistics.median(run_seconds(mlp[r['seed']]) for r in conv):.1f}"
@@ -607,7 +623,7 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     mnist_values, mnist_conv_values, no_repair_values, fashion_values, fashion_conv_values, neighbour_values, fashion_sl3e10_values,
-    scale_values, demo_values, seed_preset_values, piecewise_values, speed_conv_values, app_values)
+    scale_values, demo_values, cost_values, seed_preset_values, piecewise_values, speed_conv_values, app_values)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tables_mutation
