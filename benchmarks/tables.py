@@ -159,6 +159,7 @@ ALONE_FILES = (  # one run each, with no other job on the machine
     ("quality-mnist-default-alone.json", "MNIST, `default` preset (MLP manager)"),
     ("quality-mnist-default-convmgr-alone.json", "MNIST, `default` with a convolutional manager"),
     ("quality-fashion-mnist-fashion-alone.json", "Fashion-MNIST, `fashion` preset (MLP manager)"),
+    ("quality-fashion-mnist-fashion-convmgr-alone.json", "Fashion-MNIST, `fashion` with a convolutional manager"),
 )
 
 
@@ -183,11 +184,13 @@ def cost_values() -> dict[str, str]:
     timed = {name: load(name)["runs"][0] for name, _ in ALONE_FILES if (RESULTS / name).exists()}
     if len(timed) < len(ALONE_FILES):
         return {}
-    mlp, conv, fashion = (timed[name] for name, _ in ALONE_FILES)
+    mlp, conv, fashion, fashion_conv = (timed[name] for name, _ in ALONE_FILES)
     return {
         "cost.conv.minutes": f"{conv['seconds'] / 60:.1f}",
         "cost.mlp.minutes": f"{mlp['seconds'] / 60:.1f}",
         "cost.fashion.minutes": f"{fashion['seconds'] / 60:.1f}",
+        "cost.fashion.conv.minutes": f"{fashion_conv['seconds'] / 60:.1f}",
+        "cost.fashion.conv.acc": f"{fashion_conv['acc']:.4f}",
         "cost.conv.ratio": f"{conv['seconds'] / mlp['seconds']:.1f}",
         "cost.conv.acc": f"{conv['acc']:.4f}",
         "cost.verdict": ("every run within" if all(r["seconds"] <= 900 for r in timed.values())
@@ -220,6 +223,7 @@ def mnist_summary() -> str:
     rs = runs(*MNIST_FILES)
     kmeans = load(MNIST_FILES[0])["kmeans"]
     seed = seed_runs()[-1]
+    conv = runs(*existing(MNIST_CONV_FILES))
     worst = min(r["acc"] for r in rs)
     return table(
         ["model", "seeds", "test ACC, mean +/- sample std", "worst seed", "NMI", "ARI", "experts used",
@@ -228,6 +232,11 @@ def mnist_summary() -> str:
           spread([r["nmi"] for r in rs]), spread([r["ari"] for r in rs]),
           "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
           f"{statistics.median(r['seconds'] for r in rs):.0f} s"],
+         *([["mixvae `default` with a convolutional manager (`--set model.manager_network=conv`; below)", len(conv),
+             spread([r["acc"] for r in conv]), f"{min(r['acc'] for r in conv):.4f}",
+             spread([r["nmi"] for r in conv]), spread([r["ari"] for r in conv]),
+             "10/10 in every seed" if all(r["experts_used"] == 10 for r in conv) else "see per seed",
+             f"{statistics.median(run_seconds(r) for r in conv):.0f} s"]] if conv else []),
          [f"mixvae `seed` preset (the post's model, {seed['epochs']} epochs)", 1, f"{seed['acc']:.4f}", "-",
           f"{seed['nmi']:.4f}", f"{seed['ari']:.4f}", f"{seed['experts_used']}/10",
           "- (resumed on a shared machine; see below)" if seed.get("resumed") else f"{seed['seconds']:.0f} s"],
