@@ -163,15 +163,16 @@ ALONE_FILES = (  # one run each, with no other job on the machine
 )
 
 
-def alone_runs() -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
-    """(what, result file, its run) for the runs timed alone on the machine."""
-    return [(what, load(name), load(name)["runs"][0]) for name, what in ALONE_FILES if (RESULTS / name).exists()]
+def alone_runs() -> list[tuple[str, str, dict[str, Any]]]:
+    """(what, data set, its one run) for the runs timed alone on the machine that have been written."""
+    results = [(what, load(name)) for name, what in ALONE_FILES if (RESULTS / name).exists()]
+    return [(what, result["data"], result["runs"][0]) for what, result in results]
 
 
 def cost_alone() -> str:
     rows = []
-    for what, result, r in alone_runs():
-        e95 = first_epoch(r["acc_per_epoch"], 0.95) if result["data"] == "mnist" else None
+    for what, data, r in alone_runs():
+        e95 = first_epoch(r["acc_per_epoch"], 0.95) if data == "mnist" else None
         rows.append([what, f"{r['seconds'] / 60:.1f}", f"{r['seconds_per_epoch']:.0f}",
                      f"{seconds_to(r, e95) / 60:.1f} (epoch {e95})" if e95 else "-", f"{r['acc']:.4f}",
                      "yes" if r["seconds"] <= 15 * 60 else "no",
@@ -181,10 +182,10 @@ def cost_alone() -> str:
 
 
 def cost_values() -> dict[str, str]:
-    timed = {name: load(name)["runs"][0] for name, _ in ALONE_FILES if (RESULTS / name).exists()}
+    timed = [r for _, _, r in alone_runs()]
     if len(timed) < len(ALONE_FILES):
         return {}
-    mlp, conv, fashion, fashion_conv = (timed[name] for name, _ in ALONE_FILES)
+    mlp, conv, fashion, fashion_conv = timed
     return {
         "cost.conv.minutes": f"{conv['seconds'] / 60:.1f}",
         "cost.mlp.minutes": f"{mlp['seconds'] / 60:.1f}",
@@ -193,7 +194,7 @@ def cost_values() -> dict[str, str]:
         "cost.fashion.conv.acc": f"{fashion_conv['acc']:.4f}",
         "cost.conv.ratio": f"{conv['seconds'] / mlp['seconds']:.1f}",
         "cost.conv.acc": f"{conv['acc']:.4f}",
-        "cost.verdict": ("every run within" if all(r["seconds"] <= 900 for r in timed.values())
+        "cost.verdict": ("every run within" if all(r["seconds"] <= 900 for r in timed)
                          else "not every run within"),
     }
 
@@ -219,24 +220,25 @@ def seconds_to(r: dict[str, Any], epoch: int) -> float:
     return float(setup + epoch * r["seconds_per_epoch"])
 
 
+def summary_row(name: str, rs: list[dict[str, Any]], bold: bool = False) -> list[object]:
+    """A summary table's row for the runs of one model over seeds."""
+    acc = spread([r["acc"] for r in rs])
+    return [name, len(rs), f"**{acc}**" if bold else acc, f"{min(r['acc'] for r in rs):.4f}",
+            spread([r["nmi"] for r in rs]), spread([r["ari"] for r in rs]),
+            "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
+            f"{statistics.median(run_seconds(r) for r in rs):.0f} s"]
+
+
 def mnist_summary() -> str:
-    rs = runs(*MNIST_FILES)
     kmeans = load(MNIST_FILES[0])["kmeans"]
     seed = seed_runs()[-1]
     conv = runs(*existing(MNIST_CONV_FILES))
-    worst = min(r["acc"] for r in rs)
     return table(
         ["model", "seeds", "test ACC, mean +/- sample std", "worst seed", "NMI", "ARI", "experts used",
          "median wall time per run"],
-        [["mixvae `default` preset (8 epochs)", len(rs), f"**{spread([r['acc'] for r in rs])}**", f"{worst:.4f}",
-          spread([r["nmi"] for r in rs]), spread([r["ari"] for r in rs]),
-          "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
-          f"{statistics.median(r['seconds'] for r in rs):.0f} s"],
-         *([["mixvae `default` with a convolutional manager (`--set model.manager_network=conv`; below)", len(conv),
-             spread([r["acc"] for r in conv]), f"{min(r['acc'] for r in conv):.4f}",
-             spread([r["nmi"] for r in conv]), spread([r["ari"] for r in conv]),
-             "10/10 in every seed" if all(r["experts_used"] == 10 for r in conv) else "see per seed",
-             f"{statistics.median(run_seconds(r) for r in conv):.0f} s"]] if conv else []),
+        [summary_row("mixvae `default` preset (8 epochs)", runs(*MNIST_FILES), bold=True),
+         *([summary_row("mixvae `default` with a convolutional manager (`--set model.manager_network=conv`; below)",
+                        conv)] if conv else []),
          [f"mixvae `seed` preset (the post's model, {seed['epochs']} epochs)", 1, f"{seed['acc']:.4f}", "-",
           f"{seed['nmi']:.4f}", f"{seed['ari']:.4f}", f"{seed['experts_used']}/10",
           "- (resumed on a shared machine; see below)" if seed.get("resumed") else f"{seed['seconds']:.0f} s"],
@@ -416,16 +418,11 @@ def speed_conv_values() -> dict[str, str]:
 
 
 def fashion_summary() -> str:
-    rs = runs(FASHION_FILE)
     kmeans = load(FASHION_FILE)["kmeans"]
     return table(
         ["model", "seeds", "test ACC, mean +/- sample std", "worst seed", "NMI", "ARI", "experts used",
          "median wall time per run"],
-        [["mixvae `fashion` preset (`default` with mirrored views, 8 epochs)", len(rs),
-          f"**{spread([r['acc'] for r in rs])}**", f"{min(r['acc'] for r in rs):.4f}",
-          spread([r["nmi"] for r in rs]), spread([r["ari"] for r in rs]),
-          "10/10 in every seed" if all(r["experts_used"] == 10 for r in rs) else "see per seed",
-          f"{statistics.median(r['seconds'] for r in rs):.0f} s"],
+        [summary_row("mixvae `fashion` preset (`default` with mirrored views, 8 epochs)", runs(FASHION_FILE), bold=True),
          ["k-means on raw pixels (scikit-learn, n_init=10; same script)", "-", f"{kmeans['acc']:.4f}", "-",
           f"{kmeans['nmi']:.4f}", f"{kmeans['ari']:.4f}", "-", f"{kmeans['seconds']:.0f} s"]])
 

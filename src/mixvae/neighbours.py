@@ -197,7 +197,7 @@ def _load_graph(run_dir: Path, expected: dict[str, Any]) -> torch.Tensor | None:
         return None
     try:
         meta = json.loads(meta_path.read_text())
-        if {k: meta.get(k) for k in expected} != expected or meta.get("filter") != expected.get("filter"):
+        if {k: v for k, v in meta.items() if k != "sha256"} != expected:  # every setting, no more, no fewer
             raise ValueError("it was built for other data or settings")
         if file_sha256(path) != meta["sha256"]:
             raise ValueError("its checksum does not match")
