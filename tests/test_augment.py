@@ -1,3 +1,5 @@
+import numpy as np
+import pytest
 import torch
 
 from mixvae.augment import random_affine
@@ -26,3 +28,21 @@ def test_flip_mirrors():
                             flip=True)
         found.add(int(out.argmax()))
     assert found == {0, 3}
+
+
+def test_border_fill_keeps_a_light_background() -> None:
+    """A uniform light image stays itself under any map with the border fill; the zeros fill
+    brings black in at the corners of a rotated view (grey and colour alike)."""
+    gen = torch.Generator().manual_seed(0)
+    for shape in ((8, 8), (8, 8, 3)):
+        x = torch.full((16, int(np.prod(shape))), 0.9)
+        u = torch.rand(16, 5, generator=gen)
+        border = random_affine(x, shape, uniforms=u, rotate=30.0, fill="border")
+        torch.testing.assert_close(border, x)
+        zeros = random_affine(x, shape, uniforms=u, rotate=30.0)
+        assert float(zeros.min()) < 0.5
+
+
+def test_an_unknown_fill_is_refused() -> None:
+    with pytest.raises(ValueError, match="fill='mirror'"):
+        random_affine(torch.zeros(1, 4), (2, 2), fill="mirror")

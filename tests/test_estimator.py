@@ -162,3 +162,21 @@ def test_any_image_size():
     X = np.random.default_rng(0).integers(0, 256, (30, 5, 7), dtype=np.uint8)
     m = MixtureVAE(n_components=10, max_epochs=1).fit(X)
     assert m.predict(X).shape == (30,) and m.sample(2)[0].shape == (2, 5, 7)
+
+
+def test_settings_reach_every_setting_and_stay_clonable(data):
+    from sklearn.base import clone
+
+    X, _ = data
+    est = MixtureVAE(n_components=3, max_epochs=1, settings={"model.manager_network": "mlp",
+                                                              "train": {"augment": False}})
+    assert clone(est).get_params()["settings"] == est.settings
+    est.fit(X)
+    assert est.config_.model.manager_network == "mlp" and est.config_.train.augment is False
+    assert type(est.module_.manager).__name__ == "Manager"
+    conv = MixtureVAE(n_components=3, max_epochs=1, settings={"model.manager_network": "conv"}).fit(X)
+    assert type(conv.module_.manager).__name__ == "ConvManager"
+    with pytest.raises(ValueError, match="model.no_such_setting is not an option"):
+        MixtureVAE(n_components=3, settings={"model.no_such_setting": 1}).fit(X)
+    with pytest.raises(ValueError, match="settings=.* is invalid"):
+        MixtureVAE(n_components=3, settings=["model.latent_dim=2"]).fit(X)

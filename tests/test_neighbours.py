@@ -86,3 +86,21 @@ def test_mutual_counts_count_each_images_mutual_neighbours() -> None:
     kept, none = mutual_counts(torch.from_numpy(graph), mutual_neighbours(torch.from_numpy(graph)))
     assert kept == pytest.approx(np.mean(counts)) and none == pytest.approx(np.mean(np.array(counts) == 0))
     assert 0 < none < 1  # the case of an image with none is exercised
+
+
+def test_euclidean_neighbours_are_pca_then_distance() -> None:
+    """``metric="euclidean"`` keeps each image's distance from the mean (brightness, colour cast):
+    scikit-learn's Euclidean neighbours of the same PCA coordinates, exactly and through faiss."""
+    x, _ = blobs(n_per=30, k=4)
+    emb = pca_embedding(x, dims=8).numpy().astype(np.float64)
+    want = NearestNeighbors(n_neighbors=4, algorithm="brute").fit(emb).kneighbors()[1]
+    np.testing.assert_array_equal(nearest_neighbours(x, 4, dims=8, metric="euclidean").numpy(), want)
+    approx = nearest_neighbours(x, 4, dims=8, method="approximate", metric="euclidean").numpy()
+    assert np.mean([len(set(a) & set(w)) / 4 for a, w in zip(approx, want)]) > 0.95
+    assert not np.array_equal(want, nearest_neighbours(x, 4, dims=8).numpy())  # cosine ranks differently
+
+
+def test_an_unknown_metric_is_refused() -> None:
+    x, _ = blobs(n_per=10, k=2)
+    with pytest.raises(ValueError, match="metric='manhattan'"):
+        nearest_neighbours(x, 2, dims=4, metric="manhattan")

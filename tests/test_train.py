@@ -144,3 +144,20 @@ def test_default_recipe_on_blobs():
     module, history = fit(cfg, x, x, y, log=None, runtime=Runtime(progress=False))
     assert adjusted_rand_score(y, predict_proba(module, x).argmax(1)) > 0.9
     assert [r.get("resplits") for r in history.records] == [None] * 4 + [0, 0]  # nothing to repair here
+
+
+def test_the_graph_start_phase_teaches_the_spectral_partition():
+    """With nothing else to learn from (no consistency, no entropy, the experts' losses kept off the
+    manager), one epoch of the graph start routes the images as spectral clustering of the
+    neighbour graph splits them; without it the routing stays where the initial weights put it."""
+    from mixvae.graphcut import spectral_partition
+
+    x, _ = blobs(n_per=60, k=4)
+    spectral = spectral_partition(nearest_neighbours(x, 5, dims=8).numpy(), 4, seed=0)
+    agreement = []
+    for graph_start in (0, 1):
+        cfg = blob_config(manager_regulariser="neighbours", n_neighbours=5, neighbour_pca_dims=8,
+                          consistency_weight=0.0, entropy_weight=0.0, epochs=1, graph_start_epochs=graph_start)
+        module, _ = fit(cfg, x, log=None, runtime=Runtime(progress=False))
+        agreement.append(adjusted_rand_score(spectral, predict_proba(module, x).argmax(1)))
+    assert agreement[1] > 0.95 and agreement[1] > agreement[0] + 0.15

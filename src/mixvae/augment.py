@@ -12,7 +12,9 @@ import math
 import torch
 from torch.nn import functional as F
 
-__all__ = ["random_affine"]
+__all__ = ["FILLS", "random_affine"]
+
+FILLS = ("zeros", "border")
 
 
 def random_affine(
@@ -24,6 +26,7 @@ def random_affine(
     translate: float = 0.1,
     flip: bool = False,
     uniforms: torch.Tensor | None = None,
+    fill: str = "zeros",
 ) -> torch.Tensor:
     """Apply an independent random affine map to each image.
 
@@ -46,12 +49,17 @@ def random_affine(
     uniforms
         (B, 5) uniform draws in [0, 1) that decide each image's map, instead of drawing them from
         ``generator`` (so that several processes can share out draws made for a global batch).
+    fill
+        What a view shows outside the original frame: ``"zeros"`` (black) or ``"border"`` (each
+        image's own edge pixels, repeated outwards, so a light or coloured background stays itself).
 
     Returns
     -------
     torch.Tensor
-        (B, D) deformed images, zero outside the original frame.
+        (B, D) deformed images, filled outside the original frame as ``fill`` says.
     """
+    if fill not in FILLS:
+        raise ValueError(f"fill={fill!r} is invalid: expected one of {FILLS}")
     B = x.shape[0]
     h, w = shape[:2]
     u = torch.rand(B, 5, generator=generator) if uniforms is None else uniforms  # (B, 5)
@@ -68,7 +76,8 @@ def random_affine(
     grid = F.affine_grid(theta.to(x.dtype), [B, 1, h, w], align_corners=False)  # (B, H, W, 2)
     if len(shape) == 3:
         c = shape[2]
-        out = F.grid_sample(x.view(B, h, w, c).permute(0, 3, 1, 2), grid, align_corners=False)  # (B, C, H, W)
+        out = F.grid_sample(x.view(B, h, w, c).permute(0, 3, 1, 2), grid, padding_mode=fill,
+                            align_corners=False)  # (B, C, H, W)
         return out.permute(0, 2, 3, 1).reshape(B, h * w * c)
-    out = F.grid_sample(x.view(B, 1, h, w), grid, align_corners=False)  # (B, 1, H, W)
+    out = F.grid_sample(x.view(B, 1, h, w), grid, padding_mode=fill, align_corners=False)  # (B, 1, H, W)
     return out.view(B, h * w)

@@ -100,4 +100,4 @@ class BatchSource:
                                                                  generator=self.generator))
             return x
         u = self.mine(torch.rand(len(x) * self.world, 5, generator=self.generator))  # drawn for the global batch
-        return random_affine(x, self.cfg.model.array_shape, flip=tc.augment_flip, uniforms=u)
+        return random_affine(x, self.cfg.model.array_shape, flip=tc.augment_flip, uniforms=u, fill=tc.augment_fill)

@@ -17,6 +17,7 @@ learned at fit and stored in the model, and each expert is a Gaussian VAE with l
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,9 @@ from sklearn.utils import Tags, TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
 from mixvae import inputs, vectors
-from mixvae.config import RunConfig, config_from_dict, for_data, resolve_config
+from mixvae.config import RunConfig, config_from_dict, for_data, parse_overrides, resolve_config
 from mixvae.data import DataError, check_images
+from mixvae.kinds import resolve
 from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE
 
 __all__ = ["MixtureVAE"]
@@ -62,6 +64,10 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     input_type : {"auto", "images", "vectors"}, default="auto"
         What X holds; ``"auto"`` decides from X (:func:`mixvae.inputs.input_type`): pixel values
         with an image shape are images, anything else vectors.
+    settings : mapping or None, default=None
+        Any other setting, by the keys of ``mixvae train --set``: ``{"model.manager_network":
+        "mlp", "train.augment": False}`` (or nested, ``{"model": {"manager_network": "mlp"}}``).
+        They apply over the preset; the named parameters above apply over them.
 
     Attributes
     ----------
@@ -100,6 +106,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         verbose: int = 0,
         device: str | None = "cpu",
         input_type: str = "auto",
+        settings: Mapping[str, Any] | None = None,
     ):
         self.n_components = n_components
         self.preset = preset
@@ -111,10 +118,11 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.verbose = verbose
         self.device = device
         self.input_type = input_type
+        self.settings = settings
 
     # ----------------------------------------------------------------- fitting
     def _config(self, image_shape: tuple[int, int], kind: str = "images", n: int = 0,
-                scaling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())) -> RunConfig:
+                scaling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ()), channels: int = 1) -> RunConfig:
         if isinstance(self.random_state, np.random.RandomState):
             seed: int | None = int(self.random_state.randint(2**31 - 1))
         else:
@@ -123,9 +131,27 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
                   "model": {"latent_dim": self.latent_dim, "feature_mean": scaling[0], "feature_std": scaling[1]},
                   "train": {"epochs": self.max_epochs, "batch_size": self.batch_size, "lr": self.learning_rate,
                             "seed": seed, "budget_images": None if self.max_epochs is None else 0}}
-        cfg = resolve_config(str(self.preset), values=values, n_components=self.n_components,
-                             image_shape=image_shape, input_type=kind)
-        return for_data(cfg, n)
+        cfg = resolve_config(str(self.preset), overrides=self._settings(), values=values,
+                             n_components=self.n_components, image_shape=image_shape, input_type=kind)
+        if channels != 1:  # colour images keep their channels
+            cfg = config_from_dict({"model": {"channels": channels}}, base=cfg)
+        return resolve(for_data(cfg, n))
+
+    def _settings(self) -> dict[str, Any]:
+        """``settings`` as nested sections, checked: {"model.manager_network": "conv"} or
+        {"model": {"manager_network": "conv"}}."""
+        if self.settings is None:
+            return {}
+        if not isinstance(self.settings, Mapping):
+            raise ValueError(  # noqa: TRY004 - scikit-learn raises ValueError for a bad parameter
+                f"settings={self.settings!r} is invalid: expected a mapping of 'section.key' to values")
+        flat = [f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
+                for key, value in self.settings.items() if not isinstance(value, Mapping)]
+        nested = {key: dict(value) for key, value in self.settings.items() if isinstance(value, Mapping)}
+        out = parse_overrides(flat)
+        for section, values in nested.items():
+            out.setdefault(section, {}).update(values)
+        return out
 
     def fit(self, X: Any, y: Any = None) -> MixtureVAE:
         """Train on images or vectors X (no labels: ``y`` is ignored). Returns self."""
@@ -149,9 +175,8 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         n = len(X)
         if n < self.n_components:
             raise ValueError(f"X has {n} samples, fewer than n_components={self.n_components}.")
-        cfg = self._config(shape, kind, n, scaling)
-        if kind == "images" and data.ndim == 4:  # colour images keep their channels
-            cfg = config_from_dict({"model": {"channels": int(data.shape[3])}}, base=cfg)
+        channels = int(data.shape[3]) if kind == "images" and data.ndim == 4 else 1
+        cfg = self._config(shape, kind, n, scaling, channels)
         if kind == "vectors":
             data = vectors.to_model_units(cfg.model, raw)
         log = print if self.verbose else None

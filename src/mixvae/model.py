@@ -29,6 +29,7 @@ from torch import nn
 from mixvae import objectives, vectors
 from mixvae.config import ModelConfig
 from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder, ConvManager
+from mixvae.kinds import resolve_model
 from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager, bernoulli_nll, gaussian_nll
 
 __all__ = ["LossOutput", "MixtureModule"]
@@ -64,7 +65,7 @@ class MixtureModule(nn.Module):
 
     def __init__(self, config: ModelConfig):
         super().__init__()
-        c = self.config = config
+        c = self.config = resolve_model(config)  # "auto" settings decided by the kind of input
         K, D = c.n_components, c.input_dim
         self.manager: nn.Module
         if c.manager_network == "conv":

@@ -29,6 +29,7 @@ from mixvae.inference import images_to_tensor, to_unit_floats
 __all__ = [
     "CHUNK_BYTES",
     "EXACT_MAX",
+    "METRICS",
     "SEARCH_METHODS",
     "approximate_neighbours",
     "cosine_neighbours",
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 SEARCH_METHODS = NEIGHBOUR_SEARCHES
+METRICS = ("cosine", "euclidean")
 EXACT_MAX = 100_000  # "auto" searches exactly up to this many images (about 2 minutes on 2 cores)
 CHUNK_BYTES = 256 * 2**20  # the exact search holds at most this much of the distance matrix at once
 
@@ -77,24 +79,31 @@ def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tenso
                       for s in range(0, n, chunk)])  # (N, dims)
 
 
-def nearest_neighbours(images: Any, k: int, dims: int = 50, method: str = "auto") -> torch.Tensor:
-    """Indices (N, k) of each image's k nearest other images, by cosine similarity after PCA to
-    ``dims`` dimensions; ``method`` as in :func:`search_method`."""
+def nearest_neighbours(images: Any, k: int, dims: int = 50, method: str = "auto",
+                       metric: str = "cosine") -> torch.Tensor:
+    """Indices (N, k) of each image's k nearest other images after PCA to ``dims`` dimensions, by
+    cosine similarity (``metric="cosine"``: each image's distance from the mean image counts, not
+    its size) or Euclidean distance (``"euclidean"``: overall brightness and colour cast count too);
+    ``method`` as in :func:`search_method`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is invalid: expected one of {METRICS}")
     e = pca_embedding(images, dims)
     if search_method(len(e), method) == "exact":
-        return cosine_neighbours(e, k)
-    return approximate_neighbours(e, k)
+        return cosine_neighbours(e, k, normalise=metric == "cosine")
+    return approximate_neighbours(e, k, normalise=metric == "cosine")
 
 
-def cosine_neighbours(e: torch.Tensor, k: int, chunk: int | None = None) -> torch.Tensor:
-    """Indices (N, k) of each row's k most cosine-similar other rows of embeddings e (N, d), exactly.
+def cosine_neighbours(e: torch.Tensor, k: int, chunk: int | None = None, normalise: bool = True) -> torch.Tensor:
+    """Indices (N, k) of each row's k most cosine-similar other rows of embeddings e (N, d), exactly
+    (``normalise=False``: the k nearest by Euclidean distance).
 
     Rows are compared a chunk at a time; by default a chunk holds at most ``CHUNK_BYTES`` of
     distances, so memory stays bounded at any N (the time grows as N^2).
     """
     n = e.shape[0]
     chunk = chunk or max(1, min(2048, CHUNK_BYTES // (4 * max(n, 1))))
-    e = torch.nn.functional.normalize(e, dim=1)  # cosine similarity: the nearest have the largest e_i . e_j
+    if normalise:
+        e = torch.nn.functional.normalize(e, dim=1)  # cosine similarity: the nearest have the largest e_i . e_j
     sq = (e * e).sum(1)  # (N,)
     out = torch.empty(n, k, dtype=torch.long)
     for start in range(0, n, chunk):
@@ -136,8 +145,9 @@ def mutual_counts(graph: torch.Tensor, mutual: torch.Tensor) -> tuple[float, flo
     return float(torch.where(first_kept, distinct, 0).float().mean()), float((~first_kept).float().mean())
 
 
-def approximate_neighbours(e: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
-    """Indices (N, k) of each row's k most cosine-similar other rows, approximately.
+def approximate_neighbours(e: torch.Tensor, k: int, seed: int = 0, normalise: bool = True) -> torch.Tensor:
+    """Indices (N, k) of each row's k most cosine-similar other rows, approximately
+    (``normalise=False``: the k nearest by Euclidean distance).
 
     faiss's inverted-file index (``IndexIVFFlat``, inner product of unit vectors): k-means on a
     sample cuts the space into about 2 sqrt(N) cells, and each row is compared with the rows of its
@@ -146,14 +156,14 @@ def approximate_neighbours(e: torch.Tensor, k: int, seed: int = 0) -> torch.Tens
     """
     import faiss
 
-    x = np.ascontiguousarray(torch.nn.functional.normalize(e.float(), dim=1).numpy())  # (N, d)
-    n, d = x.shape
+    x = np.ascontiguousarray((torch.nn.functional.normalize(e.float(), dim=1) if normalise else e.float()).numpy())
+    n, d = x.shape  # (N, d)
     if n <= k + 1:
-        return cosine_neighbours(e, k)
+        return cosine_neighbours(e, k, normalise=normalise)
     faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
     cells = max(1, min(int(2 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per cell
-    quantiser = faiss.IndexFlatIP(d)
-    index = faiss.IndexIVFFlat(quantiser, d, cells, faiss.METRIC_INNER_PRODUCT)
+    quantiser = faiss.IndexFlatIP(d) if normalise else faiss.IndexFlatL2(d)
+    index = faiss.IndexIVFFlat(quantiser, d, cells, faiss.METRIC_INNER_PRODUCT if normalise else faiss.METRIC_L2)
     index.cp.seed, index.cp.niter, index.cp.max_points_per_centroid = seed, 10, 64
     rng = np.random.default_rng(seed)
     index.train(x[rng.permutation(n)[:min(n, 64 * cells)]])  # k-means on a sample: its cost stays small
@@ -221,7 +231,7 @@ def _save_graph(run_dir: Path, graph: torch.Tensor, expected: dict[str, Any]) ->
 
 def neighbour_graph(images: Any, k: int, dims: int, method: str = "auto", run_dir: Path | None = None,
                     rank: int = 0, world: int = 1, log: Callable[[str], None] | None = None,
-                    keep: str = "none") -> torch.Tensor:
+                    keep: str = "none", metric: str = "cosine") -> torch.Tensor:
     """The (N, k) neighbour graph of a run: loaded from ``run_dir`` when a graph built for the same
     images and settings is there and intact, else built (by process 0 alone when several processes
     share the run folder; the others wait and load it) and saved there. ``keep="mutual"`` keeps
@@ -232,6 +242,8 @@ def neighbour_graph(images: Any, k: int, dims: int, method: str = "auto", run_di
                 "data": data_fingerprint(images)}
     if keep != "none":  # graphs kept before this setting existed have no such key
         expected["filter"] = keep
+    if metric != "cosine":  # nor this one
+        expected["metric"] = metric
     if run_dir is None:  # nowhere to share it: every process builds the same graph
         return _build(images, expected, log)
     run_dir = Path(run_dir)
@@ -254,7 +266,8 @@ def neighbour_graph(images: Any, k: int, dims: int, method: str = "auto", run_di
 
 def _build(images: Any, expected: dict[str, Any], log: Callable[[str], None] | None) -> torch.Tensor:
     t0 = time.perf_counter()
-    graph = nearest_neighbours(images, expected["k"], expected["dims"], expected["method"])
+    graph = nearest_neighbours(images, expected["k"], expected["dims"], expected["method"],
+                               expected.get("metric", "cosine"))
     if log:
         log(f"found {expected['k']} nearest neighbours ({expected['method']}) of {expected['n']} images in "
             f"{time.perf_counter() - t0:.1f}s")

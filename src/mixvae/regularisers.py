@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae import objectives, refine
+from mixvae import graphcut, kinds, objectives, refine
 from mixvae.batches import BatchSource
 from mixvae.config import RunConfig
 from mixvae.inference import predict_proba
@@ -81,6 +81,38 @@ class NeighbourConsistency(Regulariser):
         reg = self.weight * objectives.neighbour_consistency(p_x, p_nb)
         spread = objectives.marginal_entropy(p_x if self.gather is None else self.gather(p_x))
         return reg - self.entropy_weight * spread
+
+
+class GraphStart(NeighbourConsistency):
+    """Neighbour consistency, plus ``weight`` times the cross-entropy of a deformed view's routing
+    against the image's cluster in the spectral partition of the neighbour graph
+    (:func:`mixvae.graphcut.spectral_partition`): the manager starts where spectral clustering ends,
+    and the consistency term takes over when this phase ends."""
+
+    def __init__(self, source: BatchSource, neighbours: torch.Tensor, weight: float, entropy_weight: float,
+                 gather: Gather, n_clusters: int, target_weight: float, seed: int):
+        super().__init__(source, neighbours, weight, entropy_weight, gather)
+        self.n_clusters, self.target_weight, self.seed = n_clusters, target_weight, seed
+        self.targets: torch.Tensor | None = None  # (N,) cluster of each image
+        self.cluster_weight: torch.Tensor | None = None  # (K,)
+
+    def start_epoch(self, module: MixtureModule, epoch: int, fresh: bool, log: Log) -> dict[str, Any]:
+        if self.targets is None:  # the same partition on every process and after a resume
+            part = graphcut.spectral_partition(self.neighbours.numpy(), self.n_clusters, self.seed)
+            self.targets = torch.from_numpy(part)
+            counts = torch.bincount(self.targets, minlength=self.n_clusters).float()  # (K,)
+            weight = 1.0 / counts.clamp_min(1.0)
+            self.cluster_weight = weight / weight.sum() * self.n_clusters
+            if log:
+                log(f"spectral partition of the neighbour graph: cluster sizes {counts.long().tolist()}")
+        return {}
+
+    def loss(self, out: LossOutput, idx: np.ndarray) -> torch.Tensor:
+        assert out.view_logits is not None and self.targets is not None and self.cluster_weight is not None
+        dev = out.view_logits.device
+        logits_x = out.view_logits.chunk(2)[0]  # (B, K) the images' own views
+        start = objectives.self_label(logits_x, self.targets[torch.from_numpy(idx)].to(dev), self.cluster_weight.to(dev))
+        return super().loss(out, idx) + self.target_weight * start
 
 
 class SelfLabelling(Regulariser):
@@ -162,11 +194,16 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
     if tc.manager_regulariser == "none" or n < 2:
         return Schedule()
     k = min(tc.n_neighbours, n - 1)  # a tiny dataset has fewer neighbours to offer
+    metric = kinds.resolve(cfg).train.neighbour_metric
     graph = neighbour_graph(source.images, k, tc.neighbour_pca_dims, tc.neighbour_search, run_dir, source.rank,
-                            source.world, log, tc.neighbour_filter)
+                            source.world, log, tc.neighbour_filter, metric)
     start = tc.regulariser_warmup_epochs
     phases: list[tuple[int, Regulariser]] = [
         (start, NeighbourConsistency(source, graph, tc.consistency_weight, tc.entropy_weight, gather))]
+    if tc.graph_start_epochs > 0:
+        phases.insert(0, (start, GraphStart(source, graph, tc.consistency_weight, tc.entropy_weight, gather,
+                                            cfg.model.n_components, tc.graph_start_weight, tc.seed)))
+        phases[1] = (start + tc.graph_start_epochs, phases[1][1])
     if tc.self_label_epoch > 0:
         phases.append((max(tc.self_label_epoch, start), SelfLabelling(source, graph, cfg)))
     return Schedule(phases)

@@ -81,6 +81,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from mixvae.cli.vectors import is_vector_run, vector_run
     from mixvae.config import config_from_dict, for_data
     from mixvae.data import load_split_pair
+    from mixvae.kinds import resolve
     from mixvae.runfolder import RunLock, clear_run
 
     for flag in ("max_steps", "threads"):
@@ -98,7 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
         if not resume:
             cfg = config_from_dict({"model": {"image_shape": list(shape), "channels": channels}}, base=cfg)
-            cfg = for_data(cfg, len(train))  # the preset's budget of images seen, as epochs for this data
+            cfg = resolve(for_data(cfg, len(train)))  # the preset's budget as epochs; "auto" settings for this data
         elif (tuple(cfg.model.image_shape), cfg.model.channels) != (shape, channels):
             raise UsageError(f"the data's images are {shape} with {channels} channel(s), but the run was trained on "
                              f"{tuple(cfg.model.image_shape)} with {cfg.model.channels}")

@@ -37,6 +37,7 @@ def vector_run(args: argparse.Namespace, cfg: Any) -> tuple[Any, Any, Any]:
     from mixvae.data import ImageData
     from mixvae.data.tables import load_vectors
     from mixvae.inputs import as_vectors
+    from mixvae.kinds import resolve
     from mixvae.vectors import feature_scaling, to_model_units
 
     splits = load_vectors(Path(str(cfg.data)).expanduser(), cfg.label_column)
@@ -58,7 +59,7 @@ def vector_run(args: argparse.Namespace, cfg: Any) -> tuple[Any, Any, Any]:
         cfg = config_from_dict({"model": {**_changed(cfg), "input_type": "vectors", "image_shape": [1, D],
                                           "feature_mean": list(mean), "feature_std": list(std)},
                                 "train": _changed(cfg, "train")}, base=base)
-        cfg = for_data(cfg, len(X))
+        cfg = resolve(for_data(cfg, len(X)))
     elif cfg.model.input_dim != D:
         raise UsageError(f"{cfg.data} has {D} features, but the run was trained on {cfg.model.input_dim}")
     train = ImageData(to_model_units(cfg.model, X), labels, str(cfg.data))

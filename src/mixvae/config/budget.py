@@ -53,6 +53,7 @@ def for_data(cfg: RunConfig, n: int) -> RunConfig:
         tc, budget_images=0, epochs=epochs,
         self_label_epoch=_scaled(tc.self_label_epoch, epochs, tc.epochs),
         regulariser_warmup_epochs=_scaled(tc.regulariser_warmup_epochs, epochs, tc.epochs),
+        graph_start_epochs=_scaled(tc.graph_start_epochs, epochs, tc.epochs),
     )
     model = cfg.model
     if model.input_type == "vectors" and n < SMALL_VECTORS:

@@ -21,6 +21,8 @@ EXPERT_NETWORKS = ("mlp", "conv")  # also the manager's networks
 REGULARISERS = ("none", "neighbours")
 NEIGHBOUR_SEARCHES = ("auto", "exact", "approximate")
 NEIGHBOUR_FILTERS = ("none", "mutual")
+AUGMENT_FILLS = ("zeros", "border")
+NEIGHBOUR_METRICS = ("auto", "cosine", "euclidean")  # "auto": the input kind's (mixvae.kinds)
 INPUT_TYPES = ("images", "vectors")
 
 
@@ -64,7 +66,8 @@ class ModelConfig:
         all K experts' as one grouped convolution (:mod:`mixvae.convnets`).
     manager_network
         ``mlp``: the manager is ``manager_hidden`` dense layers; ``conv``: 4x4 stride-2
-        convolutions of ``manager_conv_channels`` come first.
+        convolutions of ``manager_conv_channels`` come first; ``auto``: the input kind's choice
+        (:mod:`mixvae.kinds`: ``conv`` for images large enough for its layers, else ``mlp``).
     latent_dim
         Size of each expert's latent z.
     hidden
@@ -145,8 +148,8 @@ class ModelConfig:
         check_positive_int("channels", self.channels)
         _check(self.expert_network in EXPERT_NETWORKS, "expert_network", self.expert_network,
                f"one of {EXPERT_NETWORKS}")
-        _check(self.manager_network in EXPERT_NETWORKS, "manager_network", self.manager_network,
-               f"one of {EXPERT_NETWORKS}")
+        _check(self.manager_network in (*EXPERT_NETWORKS, "auto"), "manager_network", self.manager_network,
+               f"one of {(*EXPERT_NETWORKS, 'auto')}")
         for network, name in ((self.expert_network, "conv_channels"), (self.manager_network, "manager_conv_channels")):
             channels = getattr(self, name)
             _sizes(name, channels)
@@ -194,13 +197,21 @@ class TrainConfig:
     neighbour_pca_dims: int = 50
     # "auto": exact up to 100,000 images, approximate (faiss) above; see mixvae.neighbours
     neighbour_search: str = "auto"
+    # "cosine" or "euclidean" distance between the PCA coordinates; "auto": the input kind's (mixvae.kinds)
+    neighbour_metric: str = "cosine"
     # "mutual": keep only the neighbours that count the image among their own n_neighbours nearest
     # (mixvae.neighbours.mutual_neighbours); "none": keep all
     neighbour_filter: str = "none"
     regulariser_warmup_epochs: int = 0  # the regulariser is off for this many epochs
     augment: bool = False  # the regulariser compares random affine views (rotation, zoom, shift)
     augment_flip: bool = False  # views are also mirrored left-right (for data without a handedness)
+    # outside the original frame a view shows "zeros" (black) or "border": the image's own edge pixels
+    augment_fill: str = "zeros"
     view_noise: float = 0.0  # without augment, views add Gaussian noise of this std (vectors, standardised units)
+    # for this many epochs (from the regulariser's first) the manager also learns the spectral
+    # partition of the neighbour graph, with this weight (mixvae.regularisers.GraphStart)
+    graph_start_epochs: int = 0
+    graph_start_weight: float = 1.0
     self_label_epoch: int = 0  # from this epoch on (0: never) the manager learns from its confident routings
     self_label_threshold: float = 0.99
     self_label_weight: float = 1.0
@@ -222,12 +233,17 @@ class TrainConfig:
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.manager_regulariser in REGULARISERS, "manager_regulariser", self.manager_regulariser,
                f"one of {REGULARISERS}")
-        for name in ("consistency_weight", "entropy_weight", "self_label_weight"):
+        _check(isinstance(self.graph_start_epochs, int) and self.graph_start_epochs >= 0, "graph_start_epochs",
+               self.graph_start_epochs, "an integer >= 0")
+        for name in ("consistency_weight", "entropy_weight", "self_label_weight", "graph_start_weight"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
         check_positive_int("n_neighbours", self.n_neighbours)
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
         _check(self.neighbour_search in NEIGHBOUR_SEARCHES, "neighbour_search", self.neighbour_search,
                f"one of {NEIGHBOUR_SEARCHES}")
+        _check(self.augment_fill in AUGMENT_FILLS, "augment_fill", self.augment_fill, f"one of {AUGMENT_FILLS}")
+        _check(self.neighbour_metric in NEIGHBOUR_METRICS, "neighbour_metric", self.neighbour_metric,
+               f"one of {NEIGHBOUR_METRICS}")
         _check(self.neighbour_filter in NEIGHBOUR_FILTERS, "neighbour_filter", self.neighbour_filter,
                f"one of {NEIGHBOUR_FILTERS}")
         _check(isinstance(self.regulariser_warmup_epochs, int) and self.regulariser_warmup_epochs >= 0,

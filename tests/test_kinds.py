@@ -1,0 +1,60 @@
+"""The kind of input decides the "auto" settings, once, from the configuration alone."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from mixvae.config import ConfigError, config_from_dict, preset
+from mixvae.kinds import ColourImages, GreyImages, Vectors, kind_of, resolve, resolve_model
+from mixvae.model import MixtureModule
+
+
+def auto(cfg):
+    return config_from_dict({"model": {"manager_network": "auto"}, "train": {"neighbour_metric": "auto"}}, base=cfg)
+
+
+def test_each_kind_is_read_from_the_configuration() -> None:
+    assert isinstance(kind_of(preset("default").model), GreyImages)
+    colour = config_from_dict({"model": {"channels": 3}}, base=preset("default"))
+    assert isinstance(kind_of(colour.model), ColourImages)
+    assert isinstance(kind_of(preset("default", image_shape=(1, 5), input_type="vectors").model), Vectors)
+
+
+@pytest.mark.parametrize(("shape", "channels", "kind", "manager", "metric"), [
+    ((28, 28), 1, "images", "conv", "cosine"),
+    ((8, 8), 1, "images", "conv", "cosine"),  # two stride-2 layers fit 8x8 (and 4x4)
+    ((3, 3), 1, "images", "mlp", "cosine"),  # too small for two halvings
+    ((32, 32), 3, "images", "conv", "euclidean"),
+    ((1, 7), 1, "vectors", "mlp", "cosine"),
+])
+def test_auto_settings_follow_the_kind(shape, channels, kind, manager, metric) -> None:
+    cfg = auto(preset("seed", image_shape=shape, input_type=kind))
+    cfg = config_from_dict({"model": {"channels": channels}}, base=cfg)
+    got = resolve(cfg)
+    assert (got.model.manager_network, got.train.neighbour_metric) == (manager, metric)
+    assert resolve(got) == got  # resolved once: a saved configuration repeats its run
+
+
+def test_a_setting_given_is_never_replaced() -> None:
+    cfg = config_from_dict({"model": {"manager_network": "mlp"}, "train": {"neighbour_metric": "cosine"}},
+                           base=config_from_dict({"model": {"channels": 3}}, base=preset("default")))
+    assert resolve(cfg) == cfg
+
+
+def test_the_module_builds_the_kind_s_manager_from_an_unresolved_configuration() -> None:
+    cfg = auto(preset("seed", image_shape=(8, 8)))
+    module = MixtureModule(cfg.model)
+    assert module.config.manager_network == "conv"
+    assert type(module.manager).__name__ == "ConvManager"
+    small = MixtureModule(dataclasses.replace(cfg.model, image_shape=(3, 3)))
+    assert type(small.manager).__name__ == "Manager"
+    assert resolve_model(small.config) == small.config
+
+
+def test_a_bad_value_is_named() -> None:
+    with pytest.raises(ConfigError, match="neighbour_metric='manhattan'"):
+        config_from_dict({"train": {"neighbour_metric": "manhattan"}})
+    with pytest.raises(ConfigError, match="augment_fill='mirror'"):
+        config_from_dict({"train": {"augment_fill": "mirror"}})
