@@ -30,10 +30,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robust_sets import SETS  # noqa: E402
+from robust_sets import SETS
 
-from mixvae.config import parse_overrides  # noqa: E402
-from mixvae.metrics import cluster_accuracy  # noqa: E402
+from mixvae.config import parse_overrides
+from mixvae.metrics import cluster_accuracy
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -55,7 +55,7 @@ def scores(labels: np.ndarray, pred: np.ndarray, k: int) -> dict:
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 
     return {"acc": cluster_accuracy(labels, pred, k), "nmi": float(normalized_mutual_info_score(labels, pred)),
-            "ari": float(adjusted_rand_score(labels, pred)), "clusters_used": int(len(np.unique(pred)))}
+            "ari": float(adjusted_rand_score(labels, pred)), "clusters_used": len(np.unique(pred))}
 
 
 def run_kmeans(images: np.ndarray, k: int, seed: int, settings: dict) -> tuple[np.ndarray, dict]:

@@ -9,6 +9,8 @@ Every set is made from data that ships in a package registry, so anyone can rema
 - ``photo-patches``: 600 random 32x32 colour crops from each of six photographs in the
   scikit-image wheel (astronaut, chelsea, coffee, hubble_deep_field, ihc, rocket), each photo
   shrunk to 256 pixels on its short side first; the class is the photograph.
+- ``photo-patches-2``: the same from five other photographs: scikit-learn's two sample images
+  (china, flower), matplotlib's grace_hopper, and scikit-image's motorcycle_left and retina.
 - ``colour-digits``: the first 5,000 MNIST test images as colour images, each with its own random
   ink and background colour (one of eight ink colours, on a background drawn from eight others,
   light or dark); the class is the digit, so colour is a nuisance the model must see through.
@@ -70,28 +72,45 @@ def _skimage_wheel() -> Path:
     return found[-1]
 
 
-def _photo(wheel: zipfile.ZipFile, name: str, short_side: int = 256) -> np.ndarray:
+def _shrunk(data: bytes, short_side: int = 256) -> np.ndarray:
     from PIL import Image
 
-    img = Image.open(io.BytesIO(wheel.read(f"skimage/data/{name}"))).convert("RGB")
+    img = Image.open(io.BytesIO(data)).convert("RGB")
     scale = short_side / min(img.size)
     img = img.resize((max(short_side, round(img.size[0] * scale)), max(short_side, round(img.size[1] * scale))),
                      Image.Resampling.LANCZOS)
     return np.asarray(img)  # (H, W, 3)
 
 
-def photo_patches(per_class: int = 600, size: int = 32) -> Set:
+def _crops(photos: list[np.ndarray], per_class: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(0)
     images, labels = [], []
+    for c, photo in enumerate(photos):
+        ys = rng.integers(0, photo.shape[0] - size + 1, per_class)
+        xs = rng.integers(0, photo.shape[1] - size + 1, per_class)
+        images += [photo[y:y + size, x:x + size] for y, x in zip(ys, xs)]
+        labels += [c] * per_class
+    return np.stack(images).astype(np.uint8), np.array(labels, np.int64)
+
+
+def photo_patches(per_class: int = 600, size: int = 32) -> Set:
     with zipfile.ZipFile(_skimage_wheel()) as wheel:
-        for c, name in enumerate(PHOTOS):
-            photo = _photo(wheel, name)
-            ys = rng.integers(0, photo.shape[0] - size + 1, per_class)
-            xs = rng.integers(0, photo.shape[1] - size + 1, per_class)
-            images += [photo[y:y + size, x:x + size] for y, x in zip(ys, xs)]
-            labels += [c] * per_class
-    return (np.stack(images).astype(np.uint8), np.array(labels, np.int64),
-            f"32x32 crops of six scikit-image photographs, {per_class} each; class = photograph")
+        photos = [_shrunk(wheel.read(f"skimage/data/{name}")) for name in PHOTOS]
+    images, labels = _crops(photos, per_class, size)
+    return images, labels, f"32x32 crops of six scikit-image photographs, {per_class} each; class = photograph"
+
+
+def photo_patches_2(per_class: int = 600, size: int = 32) -> Set:
+    import matplotlib
+    import sklearn.datasets
+
+    sk = Path(sklearn.datasets.__file__).parent / "images"
+    files = [sk / "china.jpg", sk / "flower.jpg", Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"]
+    photos = [_shrunk(f.read_bytes()) for f in files]
+    with zipfile.ZipFile(_skimage_wheel()) as wheel:
+        photos += [_shrunk(wheel.read(f"skimage/data/{name}")) for name in ("motorcycle_left.png", "retina.jpg")]
+    images, labels = _crops(photos, per_class, size)
+    return images, labels, f"32x32 crops of five photographs (scikit-learn, matplotlib, scikit-image), {per_class} each"
 
 
 def colour_digits(n: int = 5000) -> Set:
@@ -115,5 +134,6 @@ SETS: dict[str, Callable[[], Set]] = {
     "mnist-test-inverted": mnist_test_inverted,
     "fashion-test": fashion_test,
     "photo-patches": photo_patches,
+    "photo-patches-2": photo_patches_2,
     "colour-digits": colour_digits,
 }

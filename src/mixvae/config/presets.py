@@ -38,7 +38,9 @@ def _default_preset() -> Overrides:
     """The best recipe found: the manager learns the clusters from neighbour-consistent routing of
     deformed views, then from its own confident routings, where expert pairs that share two kinds
     of image are re-split on the neighbour graph first; each expert, a Bernoulli VAE, learns the
-    images routed to it through the mixture ELBO."""
+    images routed to it through the mixture ELBO. The kind of input decides the manager's network
+    and the neighbour graph's distance (:mod:`mixvae.kinds`); views repeat each image's own edge
+    outside its frame, so any background stays itself."""
     model = {
         "latent_dim": 16,
         "hidden": (256,),
@@ -46,6 +48,7 @@ def _default_preset() -> Overrides:
         "activation": "relu",
         "manager_activation": "relu",
         "manager_batchnorm": True,
+        "manager_network": "auto",  # a convolutional manager for images that hold its layers
         "likelihood": "bernoulli",
         "init": "torch",
         "objective": "elbo",
@@ -65,6 +68,8 @@ def _default_preset() -> Overrides:
         "n_neighbours": 10,
         "neighbour_pca_dims": 50,
         "augment": True,
+        "augment_fill": "border",
+        "neighbour_metric": "auto",
         "self_label_epoch": 5,
         "self_label_threshold": 0.99,
         "self_label_weight": 1.0,
