@@ -11,9 +11,6 @@ Every set is made from data that ships in a package registry, so anyone can rema
   shrunk to 256 pixels on its short side first; the class is the photograph.
 - ``photo-patches-2``: the same from five other photographs: scikit-learn's two sample images
   (china, flower), matplotlib's grace_hopper, and scikit-image's motorcycle_left and retina.
-- ``colour-digits``: the first 5,000 MNIST test images as colour images, each with its own random
-  ink and background colour (one of eight ink colours, on a background drawn from eight others,
-  light or dark); the class is the digit, so colour is a nuisance the model must see through.
 
 The scikit-image wheel is fetched with ``pip download --no-deps`` into the mixvae cache once
 (nothing is installed); its PNG/JPEG files are read straight from the wheel.
@@ -113,21 +110,6 @@ def photo_patches_2(per_class: int = 600, size: int = 32) -> Set:
     return images, labels, f"32x32 crops of five photographs (scikit-learn, matplotlib, scikit-image), {per_class} each"
 
 
-def colour_digits(n: int = 5000) -> Set:
-    images, labels, _ = mnist_test()
-    images, labels = images[:n], labels[:n]
-    rng = np.random.default_rng(0)
-    inks = np.array([[255, 40, 40], [40, 200, 40], [60, 60, 255], [255, 220, 0], [255, 0, 255], [0, 220, 220],
-                     [255, 255, 255], [255, 140, 0]], np.float32)
-    grounds = np.array([[0, 0, 0], [30, 30, 90], [90, 20, 20], [20, 70, 20], [240, 240, 240], [200, 220, 255],
-                        [255, 230, 200], [128, 128, 128]], np.float32)
-    ink, ground = inks[rng.integers(0, 8, n)], grounds[rng.integers(0, 8, n)]  # (n, 3) each
-    alpha = images.astype(np.float32)[..., None] / 255.0  # (n, 28, 28, 1)
-    out = alpha * ink[:, None, None] + (1 - alpha) * ground[:, None, None]  # (n, 28, 28, 3)
-    return (np.round(out).astype(np.uint8), labels,
-            f"the first {n:,} MNIST test digits in random ink and background colours; class = digit")
-
-
 SETS: dict[str, Callable[[], Set]] = {
     "digits8": digits8,
     "mnist-test": mnist_test,
@@ -135,5 +117,4 @@ SETS: dict[str, Callable[[], Set]] = {
     "fashion-test": fashion_test,
     "photo-patches": photo_patches,
     "photo-patches-2": photo_patches_2,
-    "colour-digits": colour_digits,
 }

@@ -633,12 +633,15 @@ VALUES: tuple[Callable[[], dict[str, str]], ...] = (
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tables_mutation
+import tables_robust
 import tables_vectors
 
 TABLES.update(tables_vectors.TABLES)
 VALUES += tables_vectors.VALUES
 TABLES.update(tables_mutation.TABLES)
 VALUES += tables_mutation.VALUES
+TABLES.update(tables_robust.TABLES)
+VALUES += tables_robust.VALUES
 
 
 def render(text: str, values: dict[str, str], tables: dict[str, str]) -> tuple[str, list[str]]:

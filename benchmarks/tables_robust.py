@@ -1,0 +1,100 @@
+"""The tables of BENCHMARKS.md's "Robust by default" section, from benchmarks/robust.py's result files.
+
+``robust-<set>-<method>.json`` is the code that ships (its ``code`` field names the commit);
+``robust-<set>-<method>-main.json`` the default before the input kind chose its settings;
+``robust-<set>-mixvae-x-<variant>.json`` the variants measured to choose them.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+SETS = ("digits8", "mnist-test-inverted", "mnist-test", "fashion-test", "photo-patches", "photo-patches-2")
+VARIANTS = (
+    ("x-conv", "convolutional manager"),
+    ("x-conv-border", "convolutional manager, border fill (colour: Euclidean graph)"),
+    ("x-conv-gs2", "convolutional manager, graph start (2 of 8 epochs)"),
+    ("x-conv-gs4", "convolutional manager, graph start (4 of 8 epochs)"),
+    ("x-conv-border-gs2", "convolutional manager, border fill (colour: Euclidean graph), graph start (2 of 8)"),
+    ("x-mlp-gs2", "MLP manager, graph start (2 of 8)"),
+)
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"robust-{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _accs(d: dict[str, Any] | None) -> list[float]:
+    return [r["acc"] for r in d["runs"]] if d else []
+
+
+def _cell(accs: list[float]) -> str:
+    if not accs:
+        return "not run"
+    if len(accs) == 1:
+        return f"{accs[0]:.3f} (1 seed)"
+    return f"{statistics.mean(accs):.3f} +/- {statistics.stdev(accs):.3f} (worst {min(accs):.3f})"
+
+
+def _verdict(model: list[float], baselines: list[list[float]]) -> str:
+    best = max((statistics.mean(b) for b in baselines if b), default=None)
+    if not model or best is None:
+        return "-"
+    return "at or above" if statistics.mean(model) >= best else f"below by {best - statistics.mean(model):.3f}"
+
+
+def robust() -> str:
+    header = ["set", "images", "mixvae default (this version)", "default before", "k-means on pixels",
+              "spectral on mixvae's graph", "mean vs the better baseline"]
+    rows = []
+    for name in SETS:
+        model, before = _load(f"{name}-mixvae"), _load(f"{name}-mixvae-main")
+        kmeans, spectral = _load(f"{name}-kmeans"), _load(f"{name}-spectral")
+        known = next((d for d in (model, kmeans, spectral, before) if d), None)
+        if known is None:
+            continue
+        rows.append([f"`{name}`: {known['description']}", f"{known['n']:,}", _cell(_accs(model)), _cell(_accs(before)),
+                     _cell(_accs(kmeans)), _cell(_accs(spectral)),
+                     _verdict(_accs(model), [_accs(kmeans), _accs(spectral)])])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def robust_variants() -> str:
+    header = ["variant (over the default before)", *SETS]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for tag, what in VARIANTS:
+        cells = [_cell(_accs(_load(f"{name}-mixvae-{tag}"))) for name in SETS]
+        lines.append("| " + " | ".join([what, *cells]) + " |")
+    return "\n" + "\n".join(lines) + "\n"
+
+
+def robust_values() -> dict[str, str]:
+    below = []
+    for name in SETS:
+        model = _accs(_load(f"{name}-mixvae"))
+        if not model:
+            continue
+        verdict = _verdict(model, [_accs(_load(f"{name}-kmeans")), _accs(_load(f"{name}-spectral"))])
+        if verdict == "-":
+            continue
+        if verdict != "at or above":
+            below.append(f"`{name}` ({verdict})")
+    measured = [n for n in SETS if _load(f"{n}-mixvae") and (_load(f"{n}-kmeans") or _load(f"{n}-spectral"))]
+    machine = next((d["machine"] for n in SETS if (d := _load(f"{n}-mixvae"))), "not run")
+    return {
+        "robust.verdict": (f"at or above the better of k-means and spectral clustering on all {len(measured)} sets"
+                           if not below else f"below the better baseline on {', '.join(below)}"),
+        "robust.machine": machine,
+    }
+
+
+TABLES: dict[str, Callable[[], str]] = {"robust": robust, "robust-variants": robust_variants}
+VALUES: tuple[Callable[[], dict[str, str]], ...] = (robust_values,)
