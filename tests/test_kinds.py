@@ -58,3 +58,14 @@ def test_a_bad_value_is_named() -> None:
         config_from_dict({"train": {"neighbour_metric": "manhattan"}})
     with pytest.raises(ConfigError, match="augment_fill='mirror'"):
         config_from_dict({"train": {"augment_fill": "mirror"}})
+
+
+def test_the_kind_of_an_array_follows_its_shape() -> None:
+    import numpy as np
+
+    from mixvae.kinds import kind_of_array
+
+    assert isinstance(kind_of_array(np.zeros((2, 8, 8, 3))), ColourImages)
+    assert isinstance(kind_of_array(np.zeros((2, 8, 8))), GreyImages)
+    assert isinstance(kind_of_array(np.zeros((2, 5))), Vectors)
+    assert kind_of_array(np.zeros((2, 8, 8, 3))).neighbour_metric == "euclidean"

@@ -26,7 +26,7 @@ import torch
 
 from mixvae.config.schema import ModelConfig, RunConfig
 
-__all__ = ["ColourImages", "GreyImages", "Kind", "Vectors", "kind_of", "resolve", "resolve_model"]
+__all__ = ["ColourImages", "GreyImages", "Kind", "Vectors", "kind_of", "kind_of_array", "resolve", "resolve_model"]
 
 
 class Kind:
@@ -73,6 +73,14 @@ def kind_of(model: ModelConfig) -> Kind:
     if model.input_type == "vectors":
         return Vectors()
     return ColourImages() if model.channels > 1 else GreyImages()
+
+
+def kind_of_array(data: Any) -> Kind:
+    """The kind of an array as mixvae's loaders return it: (N, H, W) grey images, (N, H, W, C)
+    colour images, (N, D) vectors."""
+    if data.ndim == 4:
+        return ColourImages()
+    return GreyImages() if data.ndim == 3 else Vectors()
 
 
 def resolve_model(model: ModelConfig) -> ModelConfig:
