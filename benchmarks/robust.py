@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,25 +29,13 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from quality import machine
 from robust_sets import SETS
 
 from mixvae.config import parse_overrides
 from mixvae.metrics import cluster_accuracy
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def machine() -> str:
-    cpu = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (f"{cpu}, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
-            f"Python {platform.python_version()}")
 
 
 def code_version() -> str:
@@ -131,7 +118,7 @@ def main() -> None:
                 print(f"{name} {method} seed {seed}: acc {row['acc']:.4f} nmi {row['nmi']:.4f} "
                       f"clusters {row['clusters_used']} {row['seconds']:.0f}s", flush=True)
                 result = {"set": name, "description": description, "n": len(images), "k": k, "method": method,
-                          "settings": args.settings, "machine": machine(), "code": code,
+                          "settings": args.settings, "machine": f"{machine()}, {os.cpu_count()} cores", "code": code,
                           "command": "python benchmarks/robust.py " + " ".join(sys.argv[1:]), "runs": rows}
                 out.write_text(json.dumps(result, indent=2) + "\n")
             accs = np.array([r["acc"] for r in rows])
