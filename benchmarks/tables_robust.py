@@ -22,6 +22,14 @@ VARIANTS = (
     ("x-conv-gs4", "convolutional manager, graph start (4 of 8 epochs)"),
     ("x-conv-border-gs2", "convolutional manager, border fill (colour: Euclidean graph), graph start (2 of 8)"),
     ("x-mlp-gs2", "MLP manager, graph start (2 of 8)"),
+    ("x-kinds", "the kinds decide (manager, graph distance), border fill: the default of 4b36ef0"),
+    ("x-kinds-10seeds", "the same, 10 seeds"),
+    ("x-sl-entropy", "the same, and self-labelling keeps the routing spread with weight 5 (run as "
+                     "`train.self_label_entropy=true`, since renamed `train.self_label_entropy_weight=5`)"),
+    ("x-sl-entropy-10seeds", "the same, 10 seeds"),
+    ("x-sl-entropy1", "the same with weight 1 (`train.self_label_entropy_weight=1`)"),
+    ("x-sl-entropy1-10seeds", "the same, 10 seeds"),
+    ("x-conv-border-long", "convolutional manager, border fill, 4 times the images seen (stopped after 2 seeds)"),
 )
 
 

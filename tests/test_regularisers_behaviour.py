@@ -120,6 +120,26 @@ def test_self_labelling_targets_are_made_at_a_fresh_epoch_and_kept_inside_it():
     assert reg.views(idx, x) is x  # no augmentation: the image itself
 
 
+def test_self_labelling_keeps_the_routing_spread_when_asked():
+    """With ``self_label_entropy_weight`` the loss is the weighted cross-entropy minus that weight
+    times the entropy of the batch's mean routing."""
+    cloud, _, _, neighbours = stuck_routing()
+    src_cfg = dict(manager_regulariser="neighbours", self_label_epoch=1, self_label_weight=2.0, entropy_weight=5.0)
+    idx, logits = np.array([0, 1, 2]), torch.randn(3, 3)
+    targets, weight = torch.tensor([2, -1, 0] + [1] * (len(cloud) - 3)), torch.tensor([0.5, 1.0, 1.5])
+    ce = 2.0 * torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([2, 0]), weight=weight)
+    mean = logits.softmax(-1).mean(0)
+    losses = {}
+    for spread in (False, True):
+        cfg = blob_config(**src_cfg, self_label_entropy_weight=0.3 if spread else 0.0)
+        src = BatchSource(index_images(len(cloud)), cfg, torch.Generator().manual_seed(0), torch.device("cpu"))
+        reg = SelfLabelling(src, torch.from_numpy(neighbours), cfg)
+        reg.targets, reg.expert_weight = targets, weight
+        losses[spread] = reg.loss(SimpleNamespace(view_logits=logits), idx)  # type: ignore[arg-type]
+    torch.testing.assert_close(losses[False], ce)
+    torch.testing.assert_close(losses[True], ce - 0.3 * -(mean * mean.log()).sum())
+
+
 def test_self_labelling_state_round_trip():
     cloud, _, _, neighbours = stuck_routing()
     cfg = blob_config(manager_regulariser="neighbours", self_label_epoch=1, eval_batch_size=50)

@@ -120,10 +120,11 @@ class SelfLabelling(Regulariser):
     the manager chose with confidence above ``threshold`` at the start of the epoch (re-split
     pairs included), weighted inversely to each expert's number of targets."""
 
-    def __init__(self, source: BatchSource, neighbours: torch.Tensor, cfg: RunConfig):
-        self.source, self.neighbours = source, neighbours
+    def __init__(self, source: BatchSource, neighbours: torch.Tensor, cfg: RunConfig, gather: Gather = None):
+        self.source, self.neighbours, self.gather = source, neighbours, gather
         tc = cfg.train
         self.weight, self.threshold, self.ratio = tc.self_label_weight, tc.self_label_threshold, tc.resplit_ratio
+        self.entropy_weight = tc.self_label_entropy_weight
         self.eval_batch_size = tc.eval_batch_size
         self.targets: torch.Tensor | None = None  # (N,) expert per image, -1 for none
         self.expert_weight: torch.Tensor | None = None  # (K,)
@@ -147,7 +148,11 @@ class SelfLabelling(Regulariser):
         assert out.view_logits is not None and self.targets is not None and self.expert_weight is not None
         dev = out.view_logits.device
         targets = self.targets[torch.from_numpy(idx)].to(dev)
-        return self.weight * objectives.self_label(out.view_logits, targets, self.expert_weight.to(dev))
+        loss = self.weight * objectives.self_label(out.view_logits, targets, self.expert_weight.to(dev))
+        if self.entropy_weight > 0:  # experts without confident images keep their share of the routing
+            p = out.view_logits.softmax(-1)  # (B, K)
+            loss = loss - self.entropy_weight * objectives.marginal_entropy(p if self.gather is None else self.gather(p))
+        return loss
 
     def state_dict(self) -> dict[str, Any]:
         empty = torch.zeros(0)
@@ -205,7 +210,7 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
                                             cfg.model.n_components, tc.graph_start_weight, tc.seed)))
         phases[1] = (start + tc.graph_start_epochs, phases[1][1])
     if tc.self_label_epoch > 0:
-        phases.append((max(tc.self_label_epoch, start), SelfLabelling(source, graph, cfg)))
+        phases.append((max(tc.self_label_epoch, start), SelfLabelling(source, graph, cfg, gather)))
     return Schedule(phases)
 
 

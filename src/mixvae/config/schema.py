@@ -215,6 +215,9 @@ class TrainConfig:
     self_label_epoch: int = 0  # from this epoch on (0: never) the manager learns from its confident routings
     self_label_threshold: float = 0.99
     self_label_weight: float = 1.0
+    # self-labelling also keeps the batch's mean routing spread, with this weight on its entropy (as
+    # entropy_weight does in the consistency phase), so that no expert loses every confident image
+    self_label_entropy_weight: float = 0.0
     # when self-labelling, re-split two experts' images where a spectral cut of their neighbour graph
     # has at most this times their current normalised cut (0: never; see mixvae.refine)
     resplit_ratio: float = 0.0
@@ -235,7 +238,8 @@ class TrainConfig:
                f"one of {REGULARISERS}")
         _check(isinstance(self.graph_start_epochs, int) and self.graph_start_epochs >= 0, "graph_start_epochs",
                self.graph_start_epochs, "an integer >= 0")
-        for name in ("consistency_weight", "entropy_weight", "self_label_weight", "graph_start_weight"):
+        for name in ("consistency_weight", "entropy_weight", "self_label_weight", "graph_start_weight",
+                     "self_label_entropy_weight"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
         check_positive_int("n_neighbours", self.n_neighbours)
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
