@@ -81,3 +81,13 @@ def test_grayscale_is_set_by_set_as_by_the_flag(items, expected):
     for bad in (["grayscale=maybe"], {"grayscale": 1}):
         with pytest.raises(ConfigError, match="grayscale"):
             resolve_config("default", overrides=bad)
+
+
+def test_the_graph_start_keeps_its_share_of_the_training():
+    from mixvae.config import config_from_dict, for_data, preset
+
+    cfg = config_from_dict({"train": {"graph_start_epochs": 2}}, base=preset("default"))
+    fitted = for_data(cfg, 1797)  # 480,000 * sqrt(1797 / 60,000) images seen: 46 epochs of 1,797
+    assert fitted.train.epochs == 46
+    assert fitted.train.graph_start_epochs == round(2 * 46 / 8)
+    assert for_data(cfg, 60_000).train.graph_start_epochs == 2

@@ -58,6 +58,12 @@ def test_a_bad_value_is_named() -> None:
         config_from_dict({"train": {"neighbour_metric": "manhattan"}})
     with pytest.raises(ConfigError, match="augment_fill='mirror'"):
         config_from_dict({"train": {"augment_fill": "mirror"}})
+    with pytest.raises(ConfigError, match="self_label_entropy_weight=-1.0"):
+        config_from_dict({"train": {"self_label_entropy_weight": -1.0}})
+    with pytest.raises(ConfigError, match="graph_start_epochs=-1"):
+        config_from_dict({"train": {"graph_start_epochs": -1}})
+    with pytest.raises(ConfigError, match="manager_network='cnn'"):
+        config_from_dict({"model": {"manager_network": "cnn"}})
 
 
 def test_the_kind_of_an_array_follows_its_shape() -> None:

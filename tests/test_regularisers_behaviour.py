@@ -124,7 +124,8 @@ def test_self_labelling_keeps_the_routing_spread_when_asked():
     """With ``self_label_entropy_weight`` the loss is the weighted cross-entropy minus that weight
     times the entropy of the batch's mean routing."""
     cloud, _, _, neighbours = stuck_routing()
-    src_cfg = dict(manager_regulariser="neighbours", self_label_epoch=1, self_label_weight=2.0, entropy_weight=5.0)
+    src_cfg = {"manager_regulariser": "neighbours", "self_label_epoch": 1, "self_label_weight": 2.0,
+               "entropy_weight": 5.0}
     idx, logits = np.array([0, 1, 2]), torch.randn(3, 3)
     targets, weight = torch.tensor([2, -1, 0] + [1] * (len(cloud) - 3)), torch.tensor([0.5, 1.0, 1.5])
     ce = 2.0 * torch.nn.functional.cross_entropy(logits[[0, 2]], torch.tensor([2, 0]), weight=weight)
