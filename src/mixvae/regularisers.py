@@ -13,7 +13,10 @@ Built in (``train.manager_regulariser = "neighbours"``):
   Van Gansbeke et al., 2020; IMSAT, Hu et al., 2017);
 - :class:`SelfLabelling`: from ``self_label_epoch`` on, the manager learns from its own
   confident routings, after expert pairs that share two kinds of image are re-split on the
-  neighbour graph (:mod:`mixvae.refine`).
+  neighbour graph (:mod:`mixvae.refine`), keeping the batch's mean routing spread
+  (``self_label_entropy_weight``) so that no expert loses every image;
+- :class:`GraphStart` (``graph_start_epochs`` > 0; off in the presets): for the first epochs the
+  consistency term is joined by the spectral partition of the neighbour graph as a target.
 """
 
 from __future__ import annotations
