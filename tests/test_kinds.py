@@ -12,7 +12,8 @@ from mixvae.model import MixtureModule
 
 
 def auto(cfg):
-    return config_from_dict({"model": {"manager_network": "auto"}, "train": {"neighbour_metric": "auto"}}, base=cfg)
+    return config_from_dict({"model": {"manager_network": "auto"},
+                             "train": {"neighbour_metric": "auto", "self_label_entropy_weight": "auto"}}, base=cfg)
 
 
 def test_each_kind_is_read_from_the_configuration() -> None:
@@ -22,23 +23,25 @@ def test_each_kind_is_read_from_the_configuration() -> None:
     assert isinstance(kind_of(preset("default", image_shape=(1, 5), input_type="vectors").model), Vectors)
 
 
-@pytest.mark.parametrize(("shape", "channels", "kind", "manager", "metric"), [
-    ((28, 28), 1, "images", "conv", "cosine"),
-    ((8, 8), 1, "images", "conv", "cosine"),  # two stride-2 layers fit 8x8 (and 4x4)
-    ((3, 3), 1, "images", "mlp", "cosine"),  # too small for two halvings
-    ((32, 32), 3, "images", "conv", "euclidean"),
-    ((1, 7), 1, "vectors", "mlp", "cosine"),
+@pytest.mark.parametrize(("shape", "channels", "kind", "manager", "metric", "spread"), [
+    ((28, 28), 1, "images", "conv", "cosine", 0.0),
+    ((8, 8), 1, "images", "conv", "cosine", 0.0),  # two stride-2 layers fit 8x8 (and 4x4)
+    ((3, 3), 1, "images", "mlp", "cosine", 0.0),  # too small for two halvings
+    ((32, 32), 3, "images", "conv", "euclidean", 1.0),
+    ((1, 7), 1, "vectors", "mlp", "cosine", 0.0),
 ])
-def test_auto_settings_follow_the_kind(shape, channels, kind, manager, metric) -> None:
+def test_auto_settings_follow_the_kind(shape, channels, kind, manager, metric, spread) -> None:
     cfg = auto(preset("seed", image_shape=shape, input_type=kind))
     cfg = config_from_dict({"model": {"channels": channels}}, base=cfg)
     got = resolve(cfg)
     assert (got.model.manager_network, got.train.neighbour_metric) == (manager, metric)
+    assert got.train.self_label_entropy_weight == spread
     assert resolve(got) == got  # resolved once: a saved configuration repeats its run
 
 
 def test_a_setting_given_is_never_replaced() -> None:
-    cfg = config_from_dict({"model": {"manager_network": "mlp"}, "train": {"neighbour_metric": "cosine"}},
+    cfg = config_from_dict({"model": {"manager_network": "mlp"},
+                            "train": {"neighbour_metric": "cosine", "self_label_entropy_weight": 0.5}},
                            base=config_from_dict({"model": {"channels": 3}}, base=preset("default")))
     assert resolve(cfg) == cfg
 
@@ -60,6 +63,8 @@ def test_a_bad_value_is_named() -> None:
         config_from_dict({"train": {"augment_fill": "mirror"}})
     with pytest.raises(ConfigError, match="self_label_entropy_weight=-1.0"):
         config_from_dict({"train": {"self_label_entropy_weight": -1.0}})
+    with pytest.raises(ConfigError, match="self_label_entropy_weight='much'"):
+        config_from_dict({"train": {"self_label_entropy_weight": "much"}})
     with pytest.raises(ConfigError, match="graph_start_epochs=-1"):
         config_from_dict({"train": {"graph_start_epochs": -1}})
     with pytest.raises(ConfigError, match="manager_network='cnn'"):

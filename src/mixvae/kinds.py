@@ -10,11 +10,14 @@ same model, and every caller gets the same answer):
 |---|---|---|---|
 | ``model.manager_network`` | ``conv`` when the images hold its layers, else ``mlp`` | the same | ``mlp`` |
 | ``train.neighbour_metric`` | ``cosine`` | ``euclidean`` | ``cosine`` |
+| ``train.self_label_entropy_weight`` | 0 | 1 | 0 |
 
 Why: a convolutional manager with batch norm sees shapes where a dense one sees absolute pixel
 levels, so it holds on light backgrounds and tiny images; on colour, the cosine of centred
 coordinates throws away each image's brightness and colour cast, which separate colour classes
-(BENCHMARKS.md, "Robust by default").
+(BENCHMARKS.md, "Robust by default"). On colour photographs self-labelling lost experts (those
+left with no confident image) unless it also keeps the routing spread; on grey digits that spread
+cost accuracy (MNIST) or nothing (8x8 digits), so only colour images get it.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Kind:
 
     name: ClassVar[str] = ""
     neighbour_metric: ClassVar[str] = "cosine"
+    self_label_entropy_weight: ClassVar[float] = 0.0
 
     def manager_network(self, model: ModelConfig) -> str:
         """The manager's network for ``model.manager_network = "auto"``."""
@@ -62,6 +66,7 @@ class GreyImages(Kind):
 class ColourImages(GreyImages):
     name = "colour images"
     neighbour_metric = "euclidean"
+    self_label_entropy_weight = 1.0
 
 
 class Vectors(Kind):
@@ -94,9 +99,11 @@ def resolve(cfg: RunConfig) -> RunConfig:
     """``cfg`` with every ``"auto"`` setting decided by the kind of its input (unchanged when it
     has none: a resolved configuration repeats its run)."""
     model = resolve_model(cfg.model)
-    train = cfg.train
+    train, kind = cfg.train, kind_of(model)
     if train.neighbour_metric == "auto":
-        train = dataclasses.replace(train, neighbour_metric=kind_of(model).neighbour_metric)
+        train = dataclasses.replace(train, neighbour_metric=kind.neighbour_metric)
+    if train.self_label_entropy_weight == "auto":
+        train = dataclasses.replace(train, self_label_entropy_weight=kind.self_label_entropy_weight)
     if model is cfg.model and train is cfg.train:
         return cfg
     return dataclasses.replace(cfg, model=model, train=train)

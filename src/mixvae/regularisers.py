@@ -127,7 +127,7 @@ class SelfLabelling(Regulariser):
         self.source, self.neighbours, self.gather = source, neighbours, gather
         tc = cfg.train
         self.weight, self.threshold, self.ratio = tc.self_label_weight, tc.self_label_threshold, tc.resplit_ratio
-        self.entropy_weight = tc.self_label_entropy_weight
+        self.entropy_weight = float(kinds.resolve(cfg).train.self_label_entropy_weight)
         self.eval_batch_size = tc.eval_batch_size
         self.targets: torch.Tensor | None = None  # (N,) expert per image, -1 for none
         self.expert_weight: torch.Tensor | None = None  # (K,)

@@ -73,7 +73,7 @@ def _default_preset() -> Overrides:
         "self_label_epoch": 5,
         "self_label_threshold": 0.99,
         "self_label_weight": 1.0,
-        "self_label_entropy_weight": 1.0,  # no expert loses every confident image (colour sets collapsed without)
+        "self_label_entropy_weight": "auto",  # colour images: 1, so no expert loses every image (mixvae.kinds)
         "resplit_ratio": 0.5,
     }
     return model, train

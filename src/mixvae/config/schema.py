@@ -216,8 +216,9 @@ class TrainConfig:
     self_label_threshold: float = 0.99
     self_label_weight: float = 1.0
     # self-labelling also keeps the batch's mean routing spread, with this weight on its entropy (as
-    # entropy_weight does in the consistency phase), so that no expert loses every confident image
-    self_label_entropy_weight: float = 0.0
+    # entropy_weight does in the consistency phase), so that no expert loses every confident image;
+    # "auto": the input kind's (mixvae.kinds)
+    self_label_entropy_weight: float | str = 0.0
     # when self-labelling, re-split two experts' images where a spectral cut of their neighbour graph
     # has at most this times their current normalised cut (0: never; see mixvae.refine)
     resplit_ratio: float = 0.0
@@ -236,10 +237,18 @@ class TrainConfig:
         _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
         _check(self.manager_regulariser in REGULARISERS, "manager_regulariser", self.manager_regulariser,
                f"one of {REGULARISERS}")
+        if isinstance(self.self_label_entropy_weight, str) and self.self_label_entropy_weight != "auto":
+            try:  # a number given as text on the command line (the preset's "auto" is text too)
+                object.__setattr__(self, "self_label_entropy_weight", float(self.self_label_entropy_weight))
+            except ValueError:
+                raise ConfigError(f"self_label_entropy_weight={self.self_label_entropy_weight!r} is invalid: "
+                                  f"expected a number >= 0 or 'auto'") from None
         _check(isinstance(self.graph_start_epochs, int) and self.graph_start_epochs >= 0, "graph_start_epochs",
                self.graph_start_epochs, "an integer >= 0")
-        for name in ("consistency_weight", "entropy_weight", "self_label_weight", "graph_start_weight",
-                     "self_label_entropy_weight"):
+        if self.self_label_entropy_weight != "auto":
+            _check(self.self_label_entropy_weight >= 0, "self_label_entropy_weight",  # type: ignore[operator]
+                   self.self_label_entropy_weight, "a number >= 0 or 'auto'")
+        for name in ("consistency_weight", "entropy_weight", "self_label_weight", "graph_start_weight"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
         check_positive_int("n_neighbours", self.n_neighbours)
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
@@ -297,6 +306,8 @@ def coerce(key: str, value: Any, current: Any) -> Any:
             if text.lower() in ("0", "false", "no", "off"):
                 return False
             raise ConfigError(f"{key}={value!r} is invalid: expected true or false")
+        if text == "auto":  # a setting the input kind decides (mixvae.kinds); the field's check says if it may
+            return text
         try:
             return json.loads(text if not text.startswith("(") else "[" + text[1:-1] + "]")
         except json.JSONDecodeError:
