@@ -473,6 +473,9 @@ def demo_values() -> dict[str, str]:
         "demo.numbers": f"test ACC {t['acc']:.4f}, NMI {t['nmi']:.4f}, ARI {t['ari']:.4f}",
         "demo.numbers3": f"accuracy {t['acc']:.3f}, NMI {t['nmi']:.3f}, ARI {t['ari']:.3f}",
         "demo.machine": f"{d['machine']['cpu']}, {d['machine']['threads']} torch threads",
+        "demo.training": ("not recorded (an existing run was evaluated)" if d.get("train_seconds") is None else
+                          f"{d['train_seconds'] / 60:.1f} minutes of training, load average "
+                          f"{d['machine']['load_average_before']:.1f} at the start"),
     }
 
 
