@@ -206,3 +206,25 @@ def test_pairs_are_resplit_only_when_asked_and_at_the_ratio_asked():
     gain = move.ncut_after / move.ncut_before
     assert 0 < gain < 0.9
     assert self_labels(*args, 0.9 * gain)[1] == []  # not enough of a gain for this ratio
+
+
+def test_the_schedule_builds_the_graph_and_the_spread_the_kind_decides(tmp_path):
+    """A colour run with "auto" settings gets a Euclidean graph (recorded beside the saved graph)
+    and a self-labelling spread of 1; a grey one a cosine graph and no spread."""
+    import json
+
+    from mixvae.config import config_from_dict
+    from mixvae.runfolder import NEIGHBOURS_META
+
+    x, _ = blobs(n_per=10, k=4)
+    auto = {"train": {"neighbour_metric": "auto", "self_label_entropy_weight": "auto", "self_label_epoch": 1}}
+    for channels, metric, spread in ((3, "euclidean", 1.0), (1, None, 0.0)):
+        cfg = config_from_dict({**auto, "model": {"channels": channels}},
+                               base=blob_config(manager_regulariser="neighbours", n_neighbours=3, neighbour_pca_dims=8))
+        images = np.repeat(x[..., None], channels, -1) if channels > 1 else x
+        run = tmp_path / str(channels)
+        run.mkdir()
+        source = BatchSource(images, cfg, torch.Generator().manual_seed(5), torch.device("cpu"))
+        schedule = build_schedule(cfg, source, run_dir=run)
+        assert json.loads((run / NEIGHBOURS_META).read_text()).get("metric") == metric  # cosine is not recorded
+        assert schedule.at(1).entropy_weight == spread  # type: ignore[attr-defined]

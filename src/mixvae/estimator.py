@@ -28,7 +28,7 @@ from sklearn.utils import Tags, TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
 from mixvae import inputs, vectors
-from mixvae.config import RunConfig, config_from_dict, for_data, parse_overrides, resolve_config
+from mixvae.config import RunConfig, config_from_dict, for_data, resolve_config
 from mixvae.data import DataError, check_images
 from mixvae.kinds import resolve
 from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE
@@ -145,12 +145,15 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         if not isinstance(self.settings, Mapping):
             raise ValueError(  # noqa: TRY004 - scikit-learn raises ValueError for a bad parameter
                 f"settings={self.settings!r} is invalid: expected a mapping of 'section.key' to values")
-        flat = [f"{key}={json.dumps(value) if not isinstance(value, str) else value}"
-                for key, value in self.settings.items() if not isinstance(value, Mapping)]
-        nested = {key: dict(value) for key, value in self.settings.items() if isinstance(value, Mapping)}
-        out = parse_overrides(flat)
-        for section, values in nested.items():
-            out.setdefault(section, {}).update(values)
+        out: dict[str, Any] = {}
+        for key, value in self.settings.items():
+            if isinstance(value, Mapping):
+                out.setdefault(key, {}).update(value)
+                continue
+            section, dot, name = str(key).partition(".")
+            if not dot:
+                raise ValueError(f"settings key {key!r} is invalid: expected 'section.key', e.g. 'model.latent_dim'")
+            out.setdefault(section, {})[name] = value
         return out
 
     def fit(self, X: Any, y: Any = None) -> MixtureVAE:

@@ -127,7 +127,7 @@ class SelfLabelling(Regulariser):
         self.source, self.neighbours, self.gather = source, neighbours, gather
         tc = cfg.train
         self.weight, self.threshold, self.ratio = tc.self_label_weight, tc.self_label_threshold, tc.resplit_ratio
-        self.entropy_weight = float(kinds.resolve(cfg).train.self_label_entropy_weight)
+        self.entropy_weight = float(kinds.resolve(cfg).train.self_label_entropy_weight)  # "auto" when built by hand
         self.eval_batch_size = tc.eval_batch_size
         self.targets: torch.Tensor | None = None  # (N,) expert per image, -1 for none
         self.expert_weight: torch.Tensor | None = None  # (K,)
@@ -198,13 +198,13 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
                    run_dir: Path | None = None) -> Schedule:
     """The configured regularisers, and the neighbour graph they share (built once per run and
     kept in ``run_dir``; see :func:`mixvae.neighbours.neighbour_graph`)."""
+    cfg = kinds.resolve(cfg)  # the kind's neighbour metric and self-labelling spread, where "auto"
     tc, n = cfg.train, source.n
     if tc.manager_regulariser == "none" or n < 2:
         return Schedule()
     k = min(tc.n_neighbours, n - 1)  # a tiny dataset has fewer neighbours to offer
-    metric = kinds.resolve(cfg).train.neighbour_metric
     graph = neighbour_graph(source.images, k, tc.neighbour_pca_dims, tc.neighbour_search, run_dir, source.rank,
-                            source.world, log, tc.neighbour_filter, metric)
+                            source.world, log, tc.neighbour_filter, tc.neighbour_metric)
     start = tc.regulariser_warmup_epochs
     phases: list[tuple[int, Regulariser]] = [
         (start, NeighbourConsistency(source, graph, tc.consistency_weight, tc.entropy_weight, gather))]
