@@ -32,11 +32,12 @@ import numpy as np
 import torch
 
 from mixvae.checkpoint import latest_checkpoint
-from mixvae.config import config_from_dict, parse_overrides, save_config
+from mixvae.config import config_from_dict, parse_overrides
 from mixvae.config import preset as make_preset
 from mixvae.data import load_split_pair, mixvae_home
 from mixvae.inference import images_to_tensor, predict_proba
 from mixvae.metrics import cluster_accuracy, clustering_report
+from mixvae.runfolder import save_config
 from mixvae.train import Runtime, fit
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -70,9 +70,10 @@ def run_kmeans(images: np.ndarray, k: int, seed: int, settings: dict) -> tuple[n
 def run_spectral(images: np.ndarray, k: int, seed: int, settings: dict) -> tuple[np.ndarray, dict]:
     from mixvae.graphcut import spectral_partition
     from mixvae.kinds import kind_of_array
+    from mixvae.neighbours import nearest_neighbours
 
     kind = kind_of_array(images)
-    graph = kind.neighbour_graph(images, n_neighbours=10, dims=50)
+    graph = nearest_neighbours(images, 10, 50, metric=kind.neighbour_metric)
     return spectral_partition(graph.numpy(), k, seed=seed), {"features": kind.graph_features}
 
 

@@ -229,10 +229,10 @@ def prediction(test, quick: bool) -> list[dict[str, Any]]:
 
     from mixvae import cli
     from mixvae.checkpoint import save_weights
-    from mixvae.config import preset, save_config
+    from mixvae.config import preset
     from mixvae.inference import predict_proba
     from mixvae.model import MixtureModule
-    from mixvae.runfolder import WEIGHTS_FILE
+    from mixvae.runfolder import WEIGHTS_FILE, save_config
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -20,7 +20,7 @@ def test_each_kind_is_read_from_the_configuration() -> None:
     assert isinstance(kind_of(preset("default").model), GreyImages)
     colour = config_from_dict({"model": {"channels": 3}}, base=preset("default"))
     assert isinstance(kind_of(colour.model), ColourImages)
-    assert isinstance(kind_of(preset("default", image_shape=(1, 5), input_type="vectors").model), Vectors)
+    assert isinstance(kind_of(preset("default", image_shape=(1, 5), kind=Vectors()).model), Vectors)
 
 
 @pytest.mark.parametrize(("shape", "channels", "kind", "manager", "metric", "spread"), [
@@ -31,7 +31,7 @@ def test_each_kind_is_read_from_the_configuration() -> None:
     ((1, 7), 1, "vectors", "mlp", "cosine", 0.0),
 ])
 def test_auto_settings_follow_the_kind(shape, channels, kind, manager, metric, spread) -> None:
-    cfg = auto(preset("seed", image_shape=shape, input_type=kind))
+    cfg = auto(preset("seed", image_shape=shape, kind=Vectors() if kind == "vectors" else None))
     cfg = config_from_dict({"model": {"channels": channels}}, base=cfg)
     got = resolve(cfg)
     assert (got.model.manager_network, got.train.neighbour_metric) == (manager, metric)

@@ -59,7 +59,7 @@ def test_clear_run_removes_the_runs_files_and_nothing_else(tmp_path: Path) -> No
     mine = [run / "notes.txt", run / "data.npz", run / LOCK_FILE]
     for p in mine:
         p.write_text("keep")
-    clear_run(run)
+    clear_run(run, also=FIGURES)
     assert sorted(run.iterdir()) == sorted(mine)
     clear_run(tmp_path / "missing")  # nothing there: nothing to do
 

@@ -7,9 +7,10 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from mixvae import checkpoint as ckpt
-from mixvae.config import ModelConfig, RunConfig, TrainConfig, save_config
+from mixvae.config import ModelConfig, RunConfig, TrainConfig
 from mixvae.inference import predict_proba
 from mixvae.neighbours import nearest_neighbours
+from mixvae.runfolder import save_config
 from mixvae.train import Runtime, TrainingError, fit
 
 from conftest import blobs

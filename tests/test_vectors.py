@@ -16,10 +16,18 @@ from torch.distributions import Normal
 from mixvae import MixtureVAE
 from mixvae.config import ModelConfig
 from mixvae.inference import log_likelihood
-from mixvae.inputs import as_array, input_type
+from mixvae.kinds.arrays import as_array, input_type
+from mixvae.kinds.vectors import (
+    VAR_FLOOR,
+    Vectors,
+    feature_scaling,
+    gaussian_nll,
+    log_jacobian,
+    to_data_units,
+    to_model_units,
+)
 from mixvae.model import MixtureModule
 from mixvae.nets import ExpertLinear
-from mixvae.vectors import VAR_FLOOR, feature_scaling, gaussian_nll, log_jacobian, to_data_units, to_model_units
 
 
 def blobs(n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -77,18 +85,19 @@ def test_no_feature_is_scaled_below_half_the_median_spread() -> None:
 def test_small_vector_data_let_the_likelihood_train_the_manager() -> None:
     import dataclasses
 
-    from mixvae.config import for_data, preset
+    from mixvae.config import preset
+    from mixvae.kinds import fit_to_data, resolve
 
-    vectors = preset("default", 3, (1, 4), "vectors")
+    vectors = preset("default", 3, (1, 4), Vectors())
     assert vectors.model.route_by_loss is False
-    assert for_data(vectors, 569).model.route_by_loss is True
-    assert for_data(vectors, 9_999).model.route_by_loss is True
-    big = for_data(vectors, 60_000)  # the recipe measured on 60,000 PCA vectors is unchanged
-    assert big.model == vectors.model and big.train.epochs == 8
-    assert for_data(vectors, 10_000).model.route_by_loss is False
-    assert for_data(preset("default"), 569).model.route_by_loss is False  # images: as before
-    given = dataclasses.replace(vectors, train=dataclasses.replace(vectors.train, budget_images=0))
-    assert for_data(given, 569) == given  # epochs given: the preset as it is
+    assert fit_to_data(vectors, 569).model.route_by_loss is True
+    assert fit_to_data(vectors, 9_999).model.route_by_loss is True
+    big = fit_to_data(vectors, 60_000)  # the recipe measured on 60,000 PCA vectors is unchanged
+    assert big.model == resolve(vectors).model and big.train.epochs == 8
+    assert fit_to_data(vectors, 10_000).model.route_by_loss is False
+    assert fit_to_data(preset("default"), 569).model.route_by_loss is False  # images: as before
+    given = resolve(dataclasses.replace(vectors, train=dataclasses.replace(vectors.train, budget_images=0)))
+    assert fit_to_data(given, 569) == given  # epochs given: the preset as it is
 
 
 class ExactPosterior(nn.Module):
@@ -229,7 +238,7 @@ def test_the_default_budget_at_60000_images_is_todays_schedule() -> None:
 def test_max_epochs_replaces_the_budget() -> None:
     X, _ = blobs(60)
     assert small(max_epochs=2).fit(X).config_.train.epochs == 2
-    cfg = MixtureVAE(n_components=3)._config((1, 5), "vectors", 60)  # what fit resolves for 60 rows
+    cfg = MixtureVAE(n_components=3)._config((1, 5), Vectors(), 60)  # what fit resolves for 60 rows
     assert cfg.train.epochs == round(480_000 * math.sqrt(60 / 60_000) / 60) == 253
 
 

@@ -27,49 +27,11 @@ from mixvae.atomic import atomic_write
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.model import MixtureModule
 
-__all__ = ["COLUMNS", "INDEX_FILE", "Assignments", "FileImages", "array_shape", "assign", "expert_folder", "read_file",
-           "sort_into", "write_csv"]
+__all__ = ["COLUMNS", "INDEX_FILE", "Assignments", "assign", "expert_folder", "sort_into", "write_csv"]
 
 COLUMNS = ("source", "expert", "probability", "runner_up", "runner_up_probability", "matched_class",
            "outlier_score", "outlier_rank")
 INDEX_FILE = "index.csv"  # in each expert's folder of --sort-into: its members, most typical first
-
-
-def array_shape(cfg: Any) -> tuple[int, ...]:
-    """One input image of the run's model as an array: (H, W), or (H, W, C) for a colour model."""
-    return tuple(cfg.model.array_shape)
-
-
-def read_file(path: Path | Any, cfg: Any) -> np.ndarray:
-    """One image file as the run's model takes it, converted as training converts a folder's images
-    (:func:`mixvae.data.read_image`): grayscale or colour as the model, resized to its size."""
-    from mixvae.data import read_image
-
-    shape = tuple(cfg.model.image_shape)
-    if len(array_shape(cfg)) == 3:
-        return read_image(path, shape, "RGB")  # colour models
-    return read_image(path, shape)
-
-
-class FileImages:
-    """Image files read on demand as uint8 (N, *shape) arrays, each as :func:`read_file` reads it."""
-
-    dtype = np.dtype(np.uint8)
-
-    def __init__(self, files: list[Path], cfg: Any):
-        self.files, self.cfg = list(files), cfg
-        self.shape = (len(files), *array_shape(cfg))
-        self.ndim = len(self.shape)
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, index: slice) -> np.ndarray:
-        picks = self.files[index]
-        out = np.empty((len(picks), *self.shape[1:]), dtype=np.uint8)  # (n, H, W) or (n, H, W, C)
-        for j, path in enumerate(picks):
-            out[j] = read_file(path, self.cfg)
-        return out
 
 
 @dataclass

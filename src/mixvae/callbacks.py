@@ -10,7 +10,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import torch
+
 from mixvae import runfolder
+from mixvae.plots import progress_figure
 
 if TYPE_CHECKING:
     from mixvae.train import Trainer
@@ -78,9 +81,7 @@ class ProgressFigure(Callback):
         self.path = Path(run_dir) / runfolder.PROGRESS_FILE
 
     def on_epoch_end(self, record: Record, trainer: Trainer) -> None:
-        import torch
 
-        from mixvae.plots import progress_figure
 
         progress_figure(torch.stack(trainer.state.frames).numpy(), trainer.cfg.model.array_shape, self.path)
 
@@ -90,7 +91,7 @@ class TensorBoard(Callback):
 
     def __init__(self, folder: Path):
         try:
-            from torch.utils.tensorboard import SummaryWriter
+            from torch.utils.tensorboard import SummaryWriter  # the optional tensorboard extra
         except ImportError:
             raise ImportError("--tensorboard needs the tensorboard package: pip install 'mixvae[tensorboard]'") from None
         self.writer = SummaryWriter(log_dir=str(folder))

@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -21,10 +21,8 @@ from safetensors.torch import save as st_save
 
 from mixvae.atomic import atomic_write, remove_temp_files
 from mixvae.config import RunConfig, load_config
+from mixvae.model import MixtureModule
 from mixvae.runfolder import CHECKPOINT_DIR, WEIGHTS_FILE
-
-if TYPE_CHECKING:
-    from mixvae.model import MixtureModule
 
 __all__ = [
     "CheckpointError",
@@ -162,7 +160,6 @@ def remove_run_temp_files(run_dir: Path) -> list[Path]:
 
 def load_run(run_dir: Path, device: str | torch.device = "cpu") -> tuple[MixtureModule, RunConfig]:
     """Rebuild a trained model from its run folder (config.yaml + model.safetensors)."""
-    from mixvae.model import MixtureModule
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():

@@ -10,8 +10,10 @@ import os
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
-__all__ = ["barrier", "env_rank", "env_world_size", "gather_rows", "init_distributed", "mean_over_processes", "rank_world"]
+__all__ = ["barrier", "env_rank", "env_world_size", "gather_rows", "init_distributed", "leave_distributed",
+           "mean_over_processes", "rank_world", "set_threads"]
 
 
 def env_rank() -> int:
@@ -33,7 +35,6 @@ def rank_world() -> tuple[int, int]:
 
 def init_distributed(device: str) -> str:
     """Join the process group torchrun describes (NCCL on CUDA, else gloo); return this process's device."""
-    import torch.distributed as dist
 
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     if device.startswith("cuda"):
@@ -90,3 +91,15 @@ def mean_over_processes(values: dict[str, float], world: int) -> dict[str, float
     total = torch.tensor([values[k] for k in keys], dtype=torch.float64)
     torch.distributed.all_reduce(total)
     return dict(zip(keys, (total / world).tolist()))
+
+
+def leave_distributed() -> None:
+    """Leave the process group, when this process joined one."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def set_threads(n: int | None) -> None:
+    """Use n CPU threads for torch's operations (None: torch's default)."""
+    if n:
+        torch.set_num_threads(n)

@@ -6,12 +6,14 @@ mean under the expert it is routed to) and ``save`` / ``load`` (safetensors weig
 config; nothing is pickled).
 
 X may be a numpy array, a torch tensor or anything numpy reads as one, of images or of
-real-valued vectors (``input_type``; by default decided from X, see :mod:`mixvae.inputs`).
+real-valued vectors (``input_type``; by default decided from X, see :mod:`mixvae.kinds.arrays`); the
+kind of input (:mod:`mixvae.kinds`) then owns the units, the likelihood and the defaults.
 Images are ``(N, H, W)``, ``(N, H, W, 1)`` or ``(N, D)`` with ``D`` a perfect square, read as
 ``sqrt(D) x sqrt(D)``; pixels are ``uint8`` in 0..255, ``bool``, or floats in [0, 1] (quantised to
 256 levels, as the model sees them). Vectors are ``(N, D)`` finite numbers in any units: they are
 standardised with each feature's mean and standard deviation (at least half the median feature's),
-learned at fit and stored in the model, and each expert is a Gaussian VAE with learned variances (:mod:`mixvae.vectors`).
+learned at fit and stored in the model, and each expert is a Gaussian VAE with learned variances
+(:mod:`mixvae.kinds.vectors`).
 """
 
 from __future__ import annotations
@@ -23,15 +25,21 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import safe_open
 from sklearn.base import BaseEstimator, ClusterMixin, DensityMixin
 from sklearn.utils import Tags, TransformerTags
 from sklearn.utils.validation import check_is_fitted
 
-from mixvae import inputs, vectors
-from mixvae.config import RunConfig, config_from_dict, for_data, resolve_config
-from mixvae.data import DataError, check_images
-from mixvae.kinds import resolve
-from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE
+from mixvae.atomic import atomic_write
+from mixvae.checkpoint import CheckpointError, load_state, save_weights
+from mixvae.config import PRESETS, RunConfig, config_from_dict, resolve_config
+from mixvae.inference import latent_means, log_likelihood, predict_proba
+from mixvae.kinds import GreyImages, Kind, Vectors, fit_to_data, kind_for_array, kind_of
+from mixvae.kinds import arrays as inputs
+from mixvae.kinds.vectors import feature_scaling, to_model_units
+from mixvae.model import MixtureModule
+from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE, save_config
+from mixvae.train import Runtime, fit
 
 __all__ = ["MixtureVAE"]
 
@@ -62,7 +70,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     device : str, default="cpu"
         ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"mps"``.
     input_type : {"auto", "images", "vectors"}, default="auto"
-        What X holds; ``"auto"`` decides from X (:func:`mixvae.inputs.input_type`): pixel values
+        What X holds; ``"auto"`` decides from X (:func:`mixvae.kinds.arrays.input_type`): pixel values
         with an image shape are images, anything else vectors.
     settings : mapping or None, default=None
         Any other setting, by the keys of ``mixvae train --set``: ``{"model.manager_network":
@@ -121,7 +129,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.settings = settings
 
     # ----------------------------------------------------------------- fitting
-    def _config(self, image_shape: tuple[int, int], kind: str = "images", n: int = 0,
+    def _config(self, image_shape: tuple[int, int], kind: Kind, n: int = 0,
                 scaling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ()), channels: int = 1) -> RunConfig:
         if isinstance(self.random_state, np.random.RandomState):
             seed: int | None = int(self.random_state.randint(2**31 - 1))
@@ -132,10 +140,10 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
                   "train": {"epochs": self.max_epochs, "batch_size": self.batch_size, "lr": self.learning_rate,
                             "seed": seed, "budget_images": None if self.max_epochs is None else 0}}
         cfg = resolve_config(str(self.preset), overrides=self._settings(), values=values,
-                             n_components=self.n_components, image_shape=image_shape, input_type=kind)
+                             n_components=self.n_components, image_shape=image_shape, kind=kind)
         if channels != 1:  # colour images keep their channels
             cfg = config_from_dict({"model": {"channels": channels}}, base=cfg)
-        return resolve(for_data(cfg, n))
+        return fit_to_data(cfg, n)
 
     def _settings(self) -> dict[str, Any]:
         """``settings`` as nested sections, checked: {"model.manager_network": "conv"} or
@@ -158,30 +166,27 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any = None) -> MixtureVAE:
         """Train on images or vectors X (no labels: ``y`` is ignored). Returns self."""
-        from mixvae.inference import predict_proba
-        from mixvae.train import Runtime, fit
-
         X = inputs.as_array(X)
-        kind = inputs.input_type(X, self.input_type)
+        kind = kind_for_array(X, self.input_type)
         if X.ndim >= 2 and X.shape[0] == 1:
             raise ValueError("X has 1 sample; a mixture of experts needs at least n_components samples.")
-        if kind == "images":
-            data = _as_images(X)  # (N, H, W) or colour (N, H, W, 3)
+        if isinstance(kind, GreyImages):
+            data = kind.prepare(X)  # (N, H, W) or colour (N, H, W, 3)
             shape = (int(data.shape[1]), int(data.shape[2]))
             scaling: tuple[tuple[float, ...], tuple[float, ...]] = ((), ())
         else:
             raw = inputs.as_vectors(X)
-            shape, scaling = (1, int(raw.shape[1])), vectors.feature_scaling(raw)
+            shape, scaling = (1, int(raw.shape[1])), feature_scaling(raw)
         if not isinstance(self.n_components, (int, np.integer)) or isinstance(self.n_components, bool):
             raise ValueError(  # noqa: TRY004 - scikit-learn raises ValueError for a bad parameter
                 f"n_components={self.n_components!r} is invalid: expected an integer >= 1.")
         n = len(X)
         if n < self.n_components:
             raise ValueError(f"X has {n} samples, fewer than n_components={self.n_components}.")
-        channels = int(data.shape[3]) if kind == "images" and data.ndim == 4 else 1
+        channels = int(data.shape[3]) if isinstance(kind, GreyImages) and data.ndim == 4 else 1
         cfg = self._config(shape, kind, n, scaling, channels)
-        if kind == "vectors":
-            data = vectors.to_model_units(cfg.model, raw)
+        if isinstance(kind, Vectors):
+            data = to_model_units(cfg.model, raw)
         log = print if self.verbose else None
         runtime = Runtime(device=self._device(), progress=None if self.verbose else False)
         module, history = fit(cfg, data, runtime=runtime, log=log)
@@ -190,7 +195,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.config_ = cfg
         self.history_ = list(history.records)
         self.image_shape_ = shape
-        self.input_type_ = kind
+        self.input_type_ = cfg.model.input_type
         self.n_features_in_ = cfg.model.input_dim
         probs = predict_proba(module, data, device=self._device())  # (N, K)
         self.weights_ = probs.mean(0)
@@ -209,11 +214,12 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     def _images(self, X: Any) -> np.ndarray:
         """X as the model reads it: uint8 images (N, H, W), or vectors (N, D) in model units."""
         check_is_fitted(self, "module_")
-        if self.input_type_ == "vectors":
-            return vectors.to_model_units(self.config_.model, inputs.as_vectors(inputs.as_array(X), self.n_features_in_))
+        kind = kind_of(self.config_.model)
+        if not isinstance(kind, GreyImages):
+            return to_model_units(self.config_.model, inputs.as_vectors(inputs.as_array(X), self.n_features_in_))
         h, w = self.image_shape_
         shape = self.config_.model.array_shape  # (H, W), or (H, W, C) in colour
-        images = _as_images(X, flat_shape=(h, w))
+        images = kind.prepare(X, flat_shape=(h, w))
         if tuple(images.shape[1:]) != shape:
             raise ValueError(
                 f"X holds images of shape {tuple(images.shape[1:])}, but this MixtureVAE was fitted on {shape} images."
@@ -222,8 +228,6 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Routing probabilities q(k | x) of each image, (N, n_components); rows sum to one."""
-        from mixvae.inference import predict_proba
-
         images = self._images(X)
         return predict_proba(self.module_, images, device=self._device())
 
@@ -249,11 +253,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         """
         if not isinstance(n_iw_samples, (int, np.integer)) or n_iw_samples < 1:
             raise ValueError(f"n_iw_samples={n_iw_samples!r} is invalid: expected an integer >= 1.")
-        from mixvae.inference import log_likelihood
-
         bound = log_likelihood(self.module_, self._images(X), int(n_iw_samples), binarize=self.config_.train.binarize,
                                device=self._device())
-        return bound - vectors.log_jacobian(self.config_.model) if self.input_type_ == "vectors" else bound
+        return bound - kind_of(self.config_.model).log_jacobian(self.config_.model)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean of ``score_samples(X)``: the average log-likelihood bound in nats per image."""
@@ -261,8 +263,6 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """Latent mean of each image under the expert it is routed to, (N, latent_dim)."""
-        from mixvae.inference import latent_means
-
         return latent_means(self.module_, self._images(X), device=self._device())
 
     def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
@@ -293,10 +293,8 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             experts = np.full(n_samples, int(expert))
         gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
         images = self.module_.sample(n_samples, torch.as_tensor(experts), generator=gen)  # (n, D)
-        if self.input_type_ == "vectors":
-            return vectors.to_data_units(self.config_.model, images.cpu().numpy()), experts.astype(np.int64)
-        return (images.cpu().float().numpy().reshape(n_samples, *self.config_.model.array_shape),
-                experts.astype(np.int64))
+        model = self.config_.model
+        return kind_of(model).to_data_units(model, images.cpu().numpy()), experts.astype(np.int64)
 
     # ----------------------------------------------------------------- saving
     def save(self, path: str | Path) -> Path:
@@ -306,10 +304,6 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         A folder is also a run folder: ``mixvae sample`` and ``mixvae predict`` read it. Returns
         the path written. Nothing is pickled: loading never runs code.
         """
-        from mixvae.atomic import atomic_write
-        from mixvae.checkpoint import save_weights
-        from mixvae.config import save_config
-
         check_is_fitted(self, "module_")
         path = Path(path)
         meta = json.dumps({
@@ -332,11 +326,6 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     def load(cls, path: str | Path, device: str | None = None) -> MixtureVAE:
         """Rebuild a saved MixtureVAE from the folder or ``.safetensors`` file ``save`` wrote, or from
         a run folder made by ``mixvae train`` (its parameters then come from the run's config)."""
-        from safetensors import safe_open
-
-        from mixvae.checkpoint import CheckpointError, load_state
-        from mixvae.model import MixtureModule
-
         path = Path(path)
         file = path / WEIGHTS_FILE if path.is_dir() else path
         if not file.is_file():
@@ -373,29 +362,9 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
 
 def _run_meta(config_json: str) -> dict[str, Any]:
     """What ``save`` would have stored, for the weights of a run made by ``mixvae train``."""
-    from mixvae.config import PRESETS
-
     config = json.loads(config_json)
     model, train = config["model"], config["train"]
     params = {"n_components": model["n_components"], "preset": config["preset"] if config["preset"] in PRESETS
               else "default", "max_epochs": train["epochs"], "batch_size": train["batch_size"],
               "learning_rate": train["lr"], "latent_dim": model["latent_dim"], "random_state": train["seed"]}
     return {"params": params, "config": config}
-
-
-def _as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
-    """Any accepted image input -> uint8 (N, H, W); ValueError with one sentence otherwise."""
-    X = inputs.as_array(X)
-    if X.ndim == 2 and X.shape[0] > 0:
-        D = X.shape[1]
-        if D == 0:
-            raise ValueError(f"X has 0 feature(s) (shape={X.shape}) while a minimum of 1 is required.")
-        if flat_shape is not None and D == flat_shape[0] * flat_shape[1]:
-            X = X.reshape(X.shape[0], *flat_shape)
-        elif round(D**0.5) ** 2 != D:
-            X = X.reshape(X.shape[0], 1, D)  # a flat vector that is not a square image
-    try:
-        return check_images(X, "X")
-    except DataError as e:
-        negative = X.dtype.kind in "if" and bool((X < 0).any())  # NaN compares False: no all-NaN warning
-        raise ValueError(f"Negative values in data passed to MixtureVAE: {e}" if negative else str(e)) from None

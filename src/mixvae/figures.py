@@ -14,9 +14,12 @@ import numpy as np
 import torch
 
 from mixvae import plots
+from mixvae.checkpoint import load_run
+from mixvae.data import DataError, folder_class_names, load_split_pair
 from mixvae.inference import images_to_tensor, predict_proba
 from mixvae.metrics import clustering_report
 from mixvae.model import MixtureModule
+from mixvae.runfolder import read_metrics
 
 __all__ = ["FIGURES", "figures_for_run", "reconstruction_images", "traversal_images", "write_figures"]
 
@@ -116,9 +119,6 @@ def write_figures(
 
 def figures_for_run(run_dir: Path, device: str = "cpu") -> list[Path]:
     """Load a run folder's model, records and held-out data, and write its figures."""
-    from mixvae.checkpoint import load_run
-    from mixvae.data import DataError, folder_class_names, load_split_pair
-    from mixvae.runfolder import read_metrics
 
     module, cfg = load_run(run_dir, device)
     records = read_metrics(run_dir)

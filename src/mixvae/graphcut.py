@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.sparse as sp
+from sklearn.cluster import spectral_clustering
 
 __all__ = ["affinity", "normalised_cut", "spectral_partition"]
 
@@ -23,7 +24,6 @@ def affinity(neighbours: np.ndarray) -> sp.csr_matrix:
 
 def spectral_partition(neighbours: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
     """Cluster (N,) of each node: scikit-learn's spectral clustering of :func:`affinity`."""
-    from sklearn.cluster import spectral_clustering
 
     a = affinity(np.asarray(neighbours))
     return spectral_clustering(a, n_clusters=n_clusters, random_state=seed, assign_labels="cluster_qr").astype(

@@ -16,7 +16,8 @@ import torch
 
 from mixvae.model import MixtureModule
 
-__all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba", "to_unit_floats"]
+__all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba", "samples_per_expert",
+           "to_unit_floats"]
 
 Device = str | torch.device
 
@@ -24,7 +25,7 @@ Device = str | torch.device
 def images_to_tensor(images: Any, start: int = 0, stop: int | None = None) -> torch.Tensor:
     """uint8 images (N, H, W) -> float32 (n, H*W) in [0, 1] for rows start:stop.
 
-    Float input (vectors (N, D) already in the model's units, see :mod:`mixvae.vectors`) is kept
+    Float input (vectors (N, D) already in the model's units, see :mod:`mixvae.kinds.vectors`) is kept
     as it is, as float32.
     """
     part = images[start:stop]
@@ -83,6 +84,12 @@ def latent_means(module: MixtureModule, images: Any, batch_size: int = 500, devi
 
 
 @torch.no_grad()
+def samples_per_expert(module: MixtureModule, n: int, seed: int) -> list[np.ndarray]:
+    """n decoder means of each expert in turn, (n, D) each, from one generator seeded with ``seed``."""
+    gen = torch.Generator().manual_seed(seed)
+    return [module.sample(n, k, generator=gen).numpy() for k in range(module.config.n_components)]
+
+
 def log_likelihood(module: MixtureModule, images: Any, n_samples: int, *, binarize: bool = False,
                    stop: int | None = None, device: Device = "cpu", batch_size: int = 100) -> np.ndarray:
     """Importance-weighted lower bound on log p(x) in nats of each of images[:stop], (n,) float64.

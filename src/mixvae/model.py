@@ -6,8 +6,10 @@ Generative story, for an image x with D pixels and K experts::
     z ~ N(0, I_L)
     x ~ p_k(x | z) = N(decoder_k(z), std^2 I)         (likelihood = "gaussian", pixels in [0, 1])
                or  Bernoulli(sigmoid(decoder_k(z)))   (likelihood = "bernoulli")
-               or  N(decoder_k(z), diag(var_k))       (input_type = "vectors": standardised features,
-                                                       var_k learned; see mixvae.vectors)
+               or  N(decoder_k(z), diag(var_k))       (vectors: standardised features, var_k
+                                                       learned; see mixvae.kinds.vectors)
+
+The kind of input (:mod:`mixvae.kinds`) owns the likelihood and the decoder's mean.
 
 Inference: the manager m(x) = softmax(manager(x)) is q(k | x), and each expert has its own
 encoder q_k(z | x) = N(mu_k(x), diag var_k(x)). Expert k's negative ELBO is
@@ -26,11 +28,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from mixvae import objectives, vectors
+from mixvae import objectives
 from mixvae.config import ModelConfig
 from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder, ConvManager
-from mixvae.kinds import resolve_model
-from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager, bernoulli_nll, gaussian_nll
+from mixvae.kinds import kind_of, resolve_model
+from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager
 
 __all__ = ["LossOutput", "MixtureModule"]
 
@@ -66,6 +68,7 @@ class MixtureModule(nn.Module):
     def __init__(self, config: ModelConfig):
         super().__init__()
         c = self.config = resolve_model(config)  # "auto" settings decided by the kind of input
+        self.kind = kind_of(c)
         K, D = c.n_components, c.input_dim
         self.manager: nn.Module
         if c.manager_network == "conv":
@@ -83,8 +86,9 @@ class MixtureModule(nn.Module):
         else:
             self.encoder = ExpertEncoder(K, D, c.hidden, c.latent_dim, c.activation, c.init, c.min_var)
             self.decoder = ExpertDecoder(K, c.latent_dim, c.hidden, D, c.activation, c.init)
-        if c.input_type == "vectors":  # one learned log-variance per expert and feature (mixvae.vectors)
-            self.log_var = nn.Parameter(torch.full((K, 1, D), vectors.initial_log_var(c.gaussian_std)))
+        self.log_var: nn.Parameter | None = None
+        if self.kind.learns_variance:  # one learned log-variance per expert and feature
+            self.log_var = nn.Parameter(torch.full((K, 1, D), self.kind.initial_log_var(c)))
 
     # ----------------------------------------------------------------- pieces
     def manager_logits(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,15 +102,11 @@ class MixtureModule(nn.Module):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Mean of p_k(x|z): z (K, B, L) -> (K, B, D), pixel values in [0, 1] (vectors: standardised)."""
         out = self.decoder(z)
-        return out if self.config.input_type == "vectors" else torch.sigmoid(out)
+        return self.kind.mean(out)
 
     def nll(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
         """-log p_k(x|z) from decoder pre-activations out (K, B, D) -> (K, B)."""
-        if self.config.input_type == "vectors":
-            return vectors.gaussian_nll(x, out, self.log_var)
-        if self.config.likelihood == "bernoulli":
-            return bernoulli_nll(x, out)
-        return gaussian_nll(x, torch.sigmoid(out), self.config.gaussian_std)
+        return self.kind.nll(self.config, x, out, self.log_var)
 
     def expert_terms(
         self, x: torch.Tensor, noise: torch.Tensor | None = None

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae import runfolder
+from mixvae import distributed, runfolder
 from mixvae.atomic import atomic_open, atomic_write, file_sha256
 from mixvae.batches import read_rows
 from mixvae.config.schema import NEIGHBOUR_SEARCHES
@@ -154,7 +154,7 @@ def approximate_neighbours(e: torch.Tensor, k: int, seed: int = 0, normalise: bo
     16 nearest cells, about 8 sqrt(N) rows, so the time grows about as N^1.5 with a small constant.
     ``benchmarks/scale.py`` measures its recall against the exact graph on MNIST. The result is the same for the same rows, seed and thread count.
     """
-    import faiss
+    import faiss  # faiss loads its SIMD library (about 0.3 s): only for an approximate search
 
     x = np.ascontiguousarray((torch.nn.functional.normalize(e.float(), dim=1) if normalise else e.float()).numpy())
     n, d = x.shape  # (N, d)
@@ -236,7 +236,6 @@ def neighbour_graph(images: Any, k: int, dims: int, method: str = "auto", run_di
     images and settings is there and intact, else built (by process 0 alone when several processes
     share the run folder; the others wait and load it) and saved there. ``keep="mutual"`` keeps
     the mutual neighbours alone (:func:`mutual_neighbours`)."""
-    from mixvae import distributed
 
     expected = {"n": len(images), "k": k, "dims": dims, "method": search_method(len(images), method),
                 "data": data_fingerprint(images)}

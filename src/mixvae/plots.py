@@ -13,10 +13,10 @@ __all__ = ["confusion_figure", "curves_figure", "image_grid", "progress_figure",
 
 
 def _plt():
-    import matplotlib
+    import matplotlib  # about 0.5 s: only when a figure is drawn, the Agg backend chosen first
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # the same reason as the import above
 
     return plt
 
@@ -114,7 +114,7 @@ def confusion_figure(conf: np.ndarray, path: Path, matched: Sequence[int] | None
 def curves_figure(records: list[dict], path: Path) -> Path:
     """Loss and test metrics against epochs."""
     plt = _plt()
-    from matplotlib.ticker import MaxNLocator
+    from matplotlib.ticker import MaxNLocator  # the same reason as the import above
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2), dpi=110)
     panels: tuple[tuple[tuple[str, ...], str, dict[str, str]], ...] = (

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from mixvae.atomic import atomic_write
+from mixvae.config import load_config
 from mixvae.figures import FIGURES
 from mixvae.runfolder import CONFIG_FILE, REPORT_FILE, matched_classes, read_eval, read_metrics
 
@@ -110,7 +111,6 @@ def _figure(path: Path, caption: str) -> str:
 
 def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the files in the run folder; return its path."""
-    from mixvae.config import load_config
 
     run_dir = Path(run_dir)
     cfg = load_config(run_dir)

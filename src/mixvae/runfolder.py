@@ -23,10 +23,15 @@ import json
 import os
 import shutil
 import socket
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import yaml
+
 from mixvae.atomic import atomic_write
+from mixvae.config.resolve import CONFIG_FILE
+from mixvae.config.schema import RunConfig
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -50,11 +55,11 @@ __all__ = [
     "matched_classes",
     "read_eval",
     "read_metrics",
+    "save_config",
     "write_eval",
     "write_metrics",
 ]
 
-CONFIG_FILE = "config.yaml"
 WEIGHTS_FILE = "model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
@@ -92,7 +97,7 @@ class RunLock:
         self._handle: IO[str] | None = None
 
     def acquire(self) -> Self:
-        import fcntl
+        import fcntl  # POSIX only
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         handle = open(self.path, "a+")  # noqa: SIM115 - the open file is the lock: release() closes it
@@ -164,12 +169,16 @@ _RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, P
               NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE, ROUTING_FILE)
 
 
-def clear_run(run_dir: Path | str) -> None:
-    """Remove a run's files (for ``--overwrite``); figures are removed by name too."""
-    from mixvae.figures import FIGURES
+def save_config(run_dir: Path | str, cfg: RunConfig) -> None:
+    """Write ``RUN/config.yaml``, atomically (:func:`mixvae.config.load_config` reads it)."""
+    atomic_write(Path(run_dir) / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=True).encode())
 
+
+def clear_run(run_dir: Path | str, also: Iterable[str] = ()) -> None:
+    """Remove a run's files (for ``--overwrite``), and the files named in ``also`` (its figures:
+    :data:`mixvae.figures.FIGURES`, which the caller knows)."""
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
-    for name in (*_RUN_FILES, *FIGURES):
+    for name in (*_RUN_FILES, *also):
         (run_dir / name).unlink(missing_ok=True)

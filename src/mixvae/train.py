@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import tqdm.auto
 
 from mixvae import checkpoint as ckpt
 from mixvae import distributed
@@ -283,9 +284,8 @@ class Trainer:
     def _open_bar(self, total: int) -> None:
         show = self.runtime.progress if self.runtime.progress is not None else sys.stderr.isatty()
         if show and self.main:
-            from tqdm.auto import tqdm
 
-            self.bar = tqdm(total=total, initial=self.state.step_in_epoch, leave=False, dynamic_ncols=True,
+            self.bar = tqdm.auto.tqdm(total=total, initial=self.state.step_in_epoch, leave=False, dynamic_ncols=True,
                             desc=f"epoch {self.state.epoch + 1}/{self.cfg.train.epochs}", file=sys.stderr)
 
     def _advance_bar(self, i: int, loss: torch.Tensor) -> None:

@@ -8,28 +8,29 @@ so the app works without the internet. :func:`create_app` builds the Flask app a
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
-from flask import Flask, Response, request
+from flask import Flask, Response, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as werkzeug_server
 
 from mixvae.app.explorer import Explorer
 from mixvae.app.images import MAX_UPLOAD_BYTES
+from mixvae.app.views import pages
 
 __all__ = ["Explorer", "check_address", "create_app", "make_server"]
 
 
 def _plotly_js() -> Path:
-    import plotly
+    import plotly  # only to find the script file it ships
 
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
 def create_app(explorer: Explorer) -> Flask:
     """The Flask app over ``explorer`` (shared by every request; its model calls hold its lock)."""
-    from mixvae.app.views import pages
 
     here = Path(__file__).parent
     app = Flask(__name__, static_folder=str(here / "static"), template_folder=str(here / "templates"))
@@ -38,8 +39,6 @@ def create_app(explorer: Explorer) -> Flask:
 
     @app.route("/vendor/plotly.min.js")
     def plotly_js() -> Response:
-        from flask import send_file
-
         return send_file(_plotly_js(), mimetype="text/javascript", max_age=86400)
 
     @app.errorhandler(HTTPException)
@@ -48,8 +47,6 @@ def create_app(explorer: Explorer) -> Flask:
         status = e.code or 500
         message = e.description if status != 413 else f"the request is over the limit of {MAX_UPLOAD_BYTES} bytes"
         if request.path.startswith("/api/"):
-            from flask import jsonify
-
             response = jsonify(error=message)
             response.status_code = status
             return response
@@ -69,7 +66,6 @@ def create_app(explorer: Explorer) -> Flask:
 
 def check_address(host: str, port: int) -> None:
     """Raise OSError (address in use, not this machine's, ...) unless a server can listen on host:port."""
-    import socket
 
     for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[:1]:
         with socket.socket(family, kind, proto) as s:

@@ -8,8 +8,10 @@ concurrent requests never interleave inside torch.
 
 from __future__ import annotations
 
+import io
 import json
 import threading
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +20,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae.assign import Assignments, array_shape, assign
+from mixvae.assign import Assignments, assign
+from mixvae.atomic import atomic_write, file_sha256
+from mixvae.checkpoint import load_run
 from mixvae.config import RunConfig
-from mixvae.inference import images_to_tensor
+from mixvae.data import DataError, image_files, load
+from mixvae.data.builtin import builtin_name
+from mixvae.inference import images_to_tensor, log_likelihood
+from mixvae.kinds.images import array_shape
 from mixvae.model import MixtureModule
+from mixvae.runfolder import MAP_FILE, ROUTING_FILE, WEIGHTS_FILE, matched_classes, read_eval, read_metrics
 
 __all__ = ["Explorer", "Routed", "embed"]
 
@@ -47,9 +55,8 @@ def embed(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
     n = len(features)
     if n < UMAP_FROM:
         return _small_embedding(features, seed)
-    import warnings
 
-    import umap
+    import umap  # umap-learn loads numba (seconds): only when a map is first computed
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # umap's note that a seed means one thread
@@ -60,11 +67,11 @@ def embed(features: np.ndarray, seed: int = 0) -> tuple[np.ndarray, str]:
 def _small_embedding(features: np.ndarray, seed: int) -> tuple[np.ndarray, str]:
     n = len(features)
     if n >= 5:
-        from sklearn.manifold import TSNE
+        from sklearn.manifold import TSNE  # the map's fallback: loaded with the map only
 
         xy = TSNE(2, perplexity=min(30.0, (n - 1) / 3), init="pca", random_state=seed).fit_transform(features)
         return xy.astype(np.float32), "tsne"
-    from sklearn.decomposition import PCA
+    from sklearn.decomposition import PCA  # the map's first step: loaded with the map only
 
     out = np.zeros((n, 2), np.float32)
     if n > 1:
@@ -77,9 +84,7 @@ _ROUTING_KEYS = ("expert", "probability", "runner_up", "runner_up_probability", 
 
 
 def _npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    import io
 
-    from mixvae.atomic import atomic_write
 
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy types a ** mapping as its allow_pickle flag
@@ -87,15 +92,11 @@ def _npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
 
 
 def _weights_digest(run: Path) -> str:
-    from mixvae.atomic import file_sha256
-    from mixvae.runfolder import WEIGHTS_FILE
-
     return file_sha256(run / WEIGHTS_FILE)
 
 
 def _cached_routing(run: Path, sources: list[str]) -> Assignments | None:
     """The routing kept in the run folder, when it belongs to these weights and these images."""
-    from mixvae.runfolder import ROUTING_FILE
 
     path = run / ROUTING_FILE
     if not path.exists():
@@ -107,8 +108,6 @@ def _cached_routing(run: Path, sources: list[str]) -> Assignments | None:
 
 
 def _save_routing(run: Path, a: Assignments) -> None:
-    from mixvae.runfolder import ROUTING_FILE
-
     _npz(run / ROUTING_FILE, {**{k: getattr(a, k) for k in _ROUTING_KEYS}, "sources": np.array(a.sources),
                               "weights_sha256": np.array(_weights_digest(run))})
 
@@ -135,9 +134,6 @@ class Explorer:
     def open(cls, run: Path | str, device: str = "cpu", log: Callable[[str], None] = print,
              iw_samples: int = 1) -> Explorer:
         """Load a run folder (or a folder written by ``MixtureVAE.save``) and route its images."""
-        from mixvae.checkpoint import load_run
-        from mixvae.data import DataError
-        from mixvae.runfolder import matched_classes, read_eval, read_metrics
 
         run = Path(run)
         module, cfg = load_run(run, device)
@@ -160,9 +156,6 @@ class Explorer:
 
     @staticmethod
     def _training_images(cfg: RunConfig) -> tuple[Any | None, list[str]]:
-        from mixvae.data import image_files, load
-        from mixvae.data.builtin import builtin_name
-
         if cfg.data in ("", "array"):  # an estimator fitted on an array: nothing to show
             return None, []
         options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
@@ -231,7 +224,6 @@ class Explorer:
     @torch.no_grad()
     def route(self, image: np.ndarray) -> Routed:
         """Route one uint8 image (:attr:`shape`): probabilities, outlier score, every expert's reconstruction."""
-        from mixvae.inference import log_likelihood
 
         with self.lock:
             dev = next(self.module.parameters()).device
@@ -262,7 +254,6 @@ class Explorer:
         """(N, 2) map of the images; computed once for these weights and kept in the run folder."""
         if self._map is not None:
             return self._map
-        from mixvae.runfolder import MAP_FILE
 
         digest = _weights_digest(self.run)
         path = self.run / MAP_FILE

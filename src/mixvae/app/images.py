@@ -8,6 +8,10 @@ import json
 from typing import Any
 
 import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from mixvae.data import DataError
+from mixvae.kinds.images import read_file
 
 __all__ = ["MAX_PIXELS", "MAX_UPLOAD_BYTES", "BadImage", "data_uri", "pixels_image", "png_bytes", "upload_image"]
 
@@ -25,7 +29,6 @@ class BadImage(ValueError):
 
 def png_bytes(image: np.ndarray) -> bytes:
     """uint8 (H, W) or (H, W, 3) -> PNG file contents."""
-    from PIL import Image
 
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(buf, format="PNG")
@@ -38,11 +41,7 @@ def data_uri(image: np.ndarray) -> str:
 
 def upload_image(raw: bytes, cfg: Any) -> np.ndarray:
     """An uploaded image file as the input of the model configured by ``cfg``, read as training
-    reads an image file (:func:`mixvae.assign.read_file`). BadImage for anything else."""
-    from PIL import Image, UnidentifiedImageError
-
-    from mixvae.assign import read_file
-    from mixvae.data import DataError
+    reads an image file (:func:`mixvae.kinds.images.read_file`). BadImage for anything else."""
 
     if not raw:
         raise BadImage("the upload is empty; expected a PNG, JPEG, BMP or GIF file")

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 
 from mixvae.app.explorer import Explorer
 from mixvae.app.images import BadImage, data_uri, pixels_image, png_bytes, upload_image
+from mixvae.figures import FIGURES
 
 __all__ = ["PER_PAGE", "pages"]
 
@@ -105,8 +106,6 @@ def outliers() -> str:
 
 @pages.route("/training")
 def training() -> str:
-    from mixvae.figures import FIGURES
-
     ex = explorer()
     figures = [(name, caption) for name, caption in FIGURES.items() if (ex.run / name).is_file()]
     last = ex.records[-1] if ex.records else {}
@@ -145,8 +144,6 @@ def decode(k: int) -> Response:
 
 @pages.route("/figure/<name>")
 def figure(name: str) -> Response:
-    from mixvae.figures import FIGURES
-
     ex = explorer()
     if name not in FIGURES or not (ex.run / name).is_file():  # only the run's own figures, by name
         abort(404)

@@ -9,38 +9,7 @@ from typing import Any
 
 from mixvae.cli.errors import UsageError
 
-__all__ = ["cmd_assign", "cmd_serve", "read_collection"]
-
-
-def read_collection(source: str, split: str, cfg: Any) -> tuple[list[str], Any, list[Path] | None]:
-    """A dataset to assign to the run configured by ``cfg``: (sources, images, files). An image
-    folder gives its files' paths relative to it and images read on demand, converted to the
-    model's size and colour; arrays give their indices and files None."""
-    from mixvae.assign import FileImages, array_shape
-    from mixvae.data import image_files, load
-    from mixvae.data.builtin import builtin_name
-    from mixvae.data.formats import idx_kind
-
-    path = Path(source).expanduser()
-    if builtin_name(source) is None and path.is_dir() and not any(idx_kind(p.name) for p in path.iterdir()):
-        files = image_files(path)
-        if not files:
-            raise UsageError(f"no images found in {path}; expected PNG/JPEG files")
-        return [f.relative_to(path).as_posix() for f in files], FileImages(files, cfg), files
-    options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
-    images = load(source, split, image_size=cfg.image_size, log=lambda m: print(m, file=sys.stderr), **options).images
-    if tuple(images.shape[1:]) != array_shape(cfg):
-        raise UsageError(f"{source} holds {tuple(images.shape[1:])} images, but the model takes {array_shape(cfg)}")
-    return [str(i) for i in range(len(images))], images, None
-
-
-def _read_rows(source: str, split: str, cfg: Any) -> tuple[list[str], Any, None]:
-    """A run on vectors: a .csv / .npy / .npz file's rows in the model's units, named by row index."""
-    from mixvae.cli.vectors import read_rows
-    from mixvae.vectors import to_model_units
-
-    rows = to_model_units(cfg.model, read_rows(Path(source), cfg, split))
-    return [str(i) for i in range(len(rows))], rows, None
+__all__ = ["cmd_assign", "cmd_serve"]
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -71,6 +40,15 @@ def _clear_sorted(folder: Path) -> None:
             shutil.rmtree(sub)
 
 
+def _kind(run: Path) -> Any:
+    """The kind of input ``run`` was trained on; images when it has no configuration (the run's
+    loader then says what is missing)."""
+    from mixvae.config import CONFIG_FILE, load_config
+    from mixvae.kinds import GreyImages, kind_of
+
+    return kind_of(load_config(run).model) if (Path(run) / CONFIG_FILE).is_file() else GreyImages()
+
+
 def cmd_assign(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -80,27 +58,20 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
     if args.iw < 1 or args.batch_size < 1:
         raise UsageError(f"--iw {args.iw} and --batch-size {args.batch_size} are invalid: expected integers >= 1")
-    from mixvae.cli.vectors import runs_on_vectors
-
-    vectors = runs_on_vectors(args.run)
-    if vectors and args.sort_into is not None:
-        raise UsageError("--sort-into sorts image files into folders; a run on vectors has rows, not files")
+    kind = _kind(args.run)
+    if not kind.shows_images and args.sort_into is not None:
+        raise UsageError(f"--sort-into sorts image files into folders; a run on {kind.name} has rows, not files")
     _check_outputs(args)
     module, cfg = load_run(args.run, args.device)
-    if vectors:
-        sources, images, files = _read_rows(args.data, args.split, cfg)
-    else:
-        sources, images, files = read_collection(args.data, args.split, cfg)
+    sources, images, files = kind.collection(args.data, args.split, cfg, log=lambda m: print(m, file=sys.stderr))
     if args.sort_into is not None and files is None:
         raise UsageError("--sort-into needs a folder of image files; an array's images have no files to link")
-    with tqdm(total=len(sources), unit="row" if vectors else "img", disable=args.quiet or None,
+    with tqdm(total=len(sources), unit=kind.unit, disable=args.quiet or None,
               file=sys.stderr) as bar:
         result = assign(module, images, sources, iw_samples=args.iw, binarize=cfg.train.binarize,
                         chunk=args.batch_size, device=args.device, progress=bar.update)
-    if vectors:  # the bound in nats of the data in its own units, as MixtureVAE.score_samples gives it
-        from mixvae.vectors import log_jacobian
-
-        result.outlier_score = result.outlier_score + log_jacobian(cfg.model)
+    # the bound in nats of the data in its own units, as MixtureVAE.score_samples gives it
+    result.outlier_score = result.outlier_score + kind.log_jacobian(cfg.model)
     result.matched_class = matched_classes(read_eval(args.run))
     write_csv(result, args.out)
     if args.sort_into is not None and files is not None:
@@ -126,9 +97,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             raise UsageError(f"cannot listen on {args.host}:{args.port} ({e.strerror or e}); "
                              "try another --port") from None
 
-    from mixvae.cli.vectors import check_image_only
-
-    check_image_only(args.run, "mixvae serve")
+    kind = _kind(args.run)
+    if not kind.shows_images:
+        raise UsageError(f"{args.run} was trained on {kind.name}; mixvae serve shows runs on images only "
+                         "(use mixvae predict, assign, evaluate or sample on a run on vectors)")
     listen(lambda: check_address(args.host, args.port))  # before the model is loaded
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         print(f"mixvae: warning: serving on {args.host}: anyone who can reach this machine can use the app",

@@ -78,10 +78,8 @@ def _check_out(out: Path, cfg: Any, overwrite: bool) -> bool:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mixvae.cli.vectors import is_vector_run, vector_run
-    from mixvae.config import config_from_dict, for_data
-    from mixvae.data import load_split_pair
-    from mixvae.kinds import resolve
+    from mixvae.figures import FIGURES
+    from mixvae.kinds import training_data
     from mixvae.runfolder import RunLock, clear_run
 
     for flag in ("max_steps", "threads"):
@@ -91,18 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = args.resume is not None
     cfg = _resumed_config(args) if resume else config_from_args(args)
     out = args.resume if resume else args.out or Path("runs") / f"{cfg.preset}-{Path(str(cfg.data)).name}"
-    if is_vector_run(args, cfg):
-        cfg, train, test = vector_run(args, cfg)
-    else:
-        train, test = load_split_pair(cfg.data, image_size=cfg.image_size, grayscale=cfg.grayscale)
-        shape = tuple(int(s) for s in train.images.shape[1:3])
-        channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
-        if not resume:
-            cfg = config_from_dict({"model": {"image_shape": list(shape), "channels": channels}}, base=cfg)
-            cfg = resolve(for_data(cfg, len(train)))  # the preset's budget as epochs; "auto" settings for this data
-        elif (tuple(cfg.model.image_shape), cfg.model.channels) != (shape, channels):
-            raise UsageError(f"the data's images are {shape} with {channels} channel(s), but the run was trained on "
-                             f"{tuple(cfg.model.image_shape)} with {cfg.model.channels}")
+    cfg, train, test = training_data(cfg, resume)  # the data's kind, shape and size decide the rest
     if len(train) < cfg.model.n_components:
         raise UsageError(f"{cfg.data} has {len(train)} images, fewer than the {cfg.model.n_components} experts")
     clear = False if resume else _check_out(out, cfg, args.overwrite)  # every process checks
@@ -110,20 +97,17 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _run_training(args, cfg, out, train, test)
     with RunLock(out):
         if clear:
-            clear_run(out)
+            clear_run(out, also=FIGURES)
         return _run_training(args, cfg, out, train, test)
 
 
 def _run_training(args: argparse.Namespace, cfg: Any, out: Path, train: Any, test: Any) -> int:
-    import torch
-
     from mixvae.callbacks import Callback, TensorBoard
-    from mixvae.config import save_config
-    from mixvae.distributed import init_distributed
+    from mixvae.distributed import init_distributed, leave_distributed, set_threads
+    from mixvae.runfolder import save_config
     from mixvae.train import Runtime, fit
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    set_threads(args.threads)
     distributed = env_world_size() > 1
     device = init_distributed(args.device) if distributed else args.device
     main_rank = env_rank() == 0
@@ -149,8 +133,8 @@ def _run_training(args: argparse.Namespace, cfg: Any, out: Path, train: Any, tes
                               test.labels if test is not None else None, run_dir=out, resume=args.resume is not None,
                               runtime=runtime, log=log, callbacks=callbacks)
     finally:
-        if distributed and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
+        if distributed:
+            leave_distributed()
     if main_rank:
         _finish(out, module, history.records, test if test is not None else train, log, cfg.data)
     return 0
@@ -161,7 +145,7 @@ def _finish(out: Path, module: Any, records: list[dict[str, Any]], shown: Any, l
     from mixvae.figures import write_figures
     from mixvae.runfolder import WEIGHTS_FILE
 
-    if module.config.input_type == "images":  # vectors have no images to draw
+    if module.kind.shows_images:
         write_figures(out, module, records, shown.images, shown.labels, class_names=folder_class_names(source))
     if records and log:
         last = records[-1]

@@ -27,17 +27,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     if args.iw < 0 or (args.iw_images is not None and args.iw_images < 1):
         raise UsageError("--iw K and --iw-images N are invalid: expected K >= 0 and N >= 1")
-    cfg = load_config(args.run)
-    K = cfg.model.n_components
-    if cfg.model.input_type == "vectors":
-        from mixvae.cli.vectors import evaluate_vectors
-
-        if args.data is not None:
-            raise UsageError("--data is for runs on images; a run on vectors is evaluated on its own data")
-        result = evaluate_vectors(args.run, cfg, args.iw, args.iw_images, args.device)
-    else:
-        result = evaluate_run(args.run, data=args.data, iw_samples=args.iw, iw_images=args.iw_images,
-                              device=args.device)
+    K = load_config(args.run).model.n_components
+    result = evaluate_run(args.run, data=args.data, iw_samples=args.iw, iw_images=args.iw_images, device=args.device)
     print_table(result, K)
     return 0
 
@@ -72,75 +63,33 @@ def print_table(result: dict[str, Any], K: int) -> None:
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
-
     from mixvae.checkpoint import load_run
-    from mixvae.plots import sample_grid
+    from mixvae.inference import samples_per_expert
+    from mixvae.kinds import kind_of
     from mixvae.runfolder import matched_classes, read_eval
 
     if args.per_expert < 1:
         raise UsageError(f"--per-expert {args.per_expert} is invalid: expected an integer >= 1")
     module, cfg = load_run(args.run)
     K = cfg.model.n_components
-    gen = torch.Generator().manual_seed(args.seed)
-    rows = [module.sample(args.per_expert, k, generator=gen).numpy() for k in range(K)]
-    if cfg.model.input_type == "vectors":
-        from mixvae.cli.vectors import write_samples
-
-        print(write_samples(cfg, rows, args.out or Path(args.run) / "samples.csv"))
-        return 0
+    rows = samples_per_expert(module, args.per_expert, args.seed)
     matched = matched_classes(read_eval(args.run))
     labels = ([f"expert {k}: {c}" for k, c in enumerate(matched)] if matched is not None
               else [f"expert {k}" for k in range(K)])
-    out = args.out or Path(args.run) / "samples.png"
-    sample_grid(np.stack(rows), cfg.model.array_shape, out, labels, title=f"{args.per_expert} samples per expert")
-    print(out)
+    print(kind_of(cfg.model).write_samples(cfg, rows, args.out, Path(args.run), labels,
+                                           title=f"{args.per_expert} samples per expert"))
     return 0
 
 
-def _read_for_predict(path: Path, model: Any) -> tuple[list[str], Any]:
-    from mixvae.data import check_images, load, read_image
-
-    shape, gray = model.array_shape, model.channels == 1  # a one-channel model takes grayscale images
-    if not path.exists():
-        raise UsageError(f"{path} does not exist")
-    if path.suffix.lower() in (".npy", ".npz"):
-        images = load(path, grayscale=gray).images
-        names = [f"{path}[{i}]" for i in range(len(images))]
-    else:
-        # (1, H, W) or (1, H, W, 3), resized to the model's size
-        images = read_image(path, model.image_shape, "L" if gray else "RGB")[None]
-        names = [str(path)]
-    images = check_images(images, str(path))
-    if tuple(images.shape[1:]) != tuple(shape):
-        raise UsageError(f"{path} holds {tuple(images.shape[1:])} images, but the model takes {tuple(shape)}")
-    return names, images
-
-
-def _read_vectors_for_predict(path: Path, cfg: Any) -> tuple[list[str], Any]:
-    """A run on vectors: the rows of a .csv / .npy / .npz file, named FILE[row], in the model's units."""
-    from mixvae.cli.vectors import read_rows
-    from mixvae.vectors import to_model_units
-
-    rows = read_rows(path, cfg)
-    return [f"{path}[{i}]" for i in range(len(rows))], to_model_units(cfg.model, rows)
-
-
 def cmd_predict(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from mixvae.checkpoint import load_run
     from mixvae.inference import predict_proba
+    from mixvae.kinds import kind_of
     from mixvae.runfolder import matched_classes, read_eval
 
     module, cfg = load_run(args.run)
-    names, arrays = [], []
-    for f in args.files:
-        n, a = _read_vectors_for_predict(f, cfg) if cfg.model.input_type == "vectors" else _read_for_predict(f, cfg.model)
-        names += n
-        arrays.append(a)
-    probs = predict_proba(module, np.concatenate(arrays), batch_size=10000)
+    names, data = kind_of(cfg.model).read_all(args.files, cfg)
+    probs = predict_proba(module, data, batch_size=10000)
     experts = probs.argmax(1)
     matched = matched_classes(read_eval(args.run))  # the expert's class, when the run was evaluated with labels
     lines = [f"{name}\t{int(k)}\t{probs[i, k]:.4f}" + (f"\t{matched[k]}" if matched else "")

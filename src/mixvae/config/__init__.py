@@ -9,6 +9,7 @@ from __future__ import annotations
 from mixvae.config.budget import for_data, images_seen
 from mixvae.config.presets import PRESETS, preset
 from mixvae.config.resolve import (
+    CONFIG_FILE,
     ConfigFileError,
     config_from_dict,
     config_from_json,
@@ -16,12 +17,12 @@ from mixvae.config.resolve import (
     parse_overrides,
     read_config_values,
     resolve_config,
-    save_config,
 )
 from mixvae.config.schema import ALIASES, ConfigError, ModelConfig, RunConfig, TrainConfig
 
 __all__ = [
     "ALIASES",
+    "CONFIG_FILE",
     "PRESETS",
     "ConfigError",
     "ConfigFileError",
@@ -37,5 +38,4 @@ __all__ = [
     "preset",
     "read_config_values",
     "resolve_config",
-    "save_config",
 ]

@@ -11,9 +11,8 @@ derived figure, ``round(images seen / N)`` (at least 1), and the settings counte
 (``self_label_epoch``, ``regulariser_warmup_epochs``) keep their fraction of the training. At
 60,000 images nothing changes: ``epochs`` must then equal ``budget_images / 60,000``.
 
-Vectors of fewer than ``SMALL_VECTORS`` rows also let the experts' likelihood train the manager
-(``model.route_by_loss``) besides its regulariser: on a few hundred rows the neighbour graph says
-little, and the mixture's fit to the data says more.
+Rules that depend on the kind of input as well as on N are the kind's
+(:meth:`mixvae.kinds.base.Kind.for_size`, applied by :func:`mixvae.kinds.fit_to_data`).
 """
 
 from __future__ import annotations
@@ -23,10 +22,9 @@ import math
 
 from mixvae.config.schema import RunConfig
 
-__all__ = ["REFERENCE_IMAGES", "SMALL_VECTORS", "for_data", "images_seen"]
+__all__ = ["REFERENCE_IMAGES", "for_data", "images_seen"]
 
 REFERENCE_IMAGES = 60_000
-SMALL_VECTORS = 10_000
 
 
 def images_seen(budget_images: int, n: int) -> int:
@@ -42,9 +40,8 @@ def _scaled(epoch: int, epochs: int, reference: int) -> int:
 
 
 def for_data(cfg: RunConfig, n: int) -> RunConfig:
-    """``cfg`` with its training length fitted to n training images, and vectors' routing to n rows
-    (unchanged when the budget is 0, as it is after this has been applied: the returned config
-    repeats the run as it is)."""
+    """``cfg`` with its training length fitted to n training images (unchanged when the budget is
+    0, as it is after this has been applied: the returned config repeats the run as it is)."""
     tc = cfg.train
     if tc.budget_images <= 0:
         return cfg
@@ -55,7 +52,4 @@ def for_data(cfg: RunConfig, n: int) -> RunConfig:
         regulariser_warmup_epochs=_scaled(tc.regulariser_warmup_epochs, epochs, tc.epochs),
         graph_start_epochs=_scaled(tc.graph_start_epochs, epochs, tc.epochs),
     )
-    model = cfg.model
-    if model.input_type == "vectors" and n < SMALL_VECTORS:
-        model = dataclasses.replace(model, route_by_loss=True)
-    return dataclasses.replace(cfg, model=model, train=train)
+    return dataclasses.replace(cfg, train=train)

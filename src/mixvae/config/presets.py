@@ -6,9 +6,12 @@ A preset supplies every setting a run does not give itself; ``mixvae presets`` l
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mixvae.config.schema import ConfigError, ModelConfig, RunConfig, TrainConfig
+
+if TYPE_CHECKING:  # the kinds build on the settings; the settings only name a kind's type
+    from mixvae.kinds.base import Kind
 
 __all__ = ["PRESETS", "preset"]
 
@@ -96,28 +99,19 @@ PRESETS: dict[str, tuple[str, Callable[[], Overrides]]] = {
 }
 
 
-def _for_vectors(model: dict[str, Any], train: dict[str, Any]) -> Overrides:
-    """A preset's recipe for real-valued vectors: the decoder's output is the mean of a Gaussian
-    with a learned variance (initially the data's, 1 in standardised units); views for the routing
-    regulariser add noise instead of deforming an image."""
-    model = {**model, "likelihood": "gaussian", "gaussian_std": 1.0}
-    train = {**train, "augment": False, "augment_flip": False, "binarize": False}
-    if train.get("manager_regulariser", "none") != "none":
-        train["view_noise"] = 0.1
-    return model, train
-
-
 def preset(name: str, n_components: int = 10, image_shape: tuple[int, int] = (28, 28),
-           input_type: str = "images") -> RunConfig:
-    """The RunConfig of a named preset, for images or (``input_type="vectors"``, ``image_shape``
-    (1, D)) real-valued vectors."""
+           kind: Kind | None = None) -> RunConfig:
+    """The RunConfig of a named preset, for images or, given a ``kind`` (see :mod:`mixvae.kinds`),
+    that kind's recipe of it (vectors: ``image_shape`` (1, D))."""
     if name not in PRESETS:
         raise ConfigError(f"preset={name!r} is invalid: expected one of {sorted(PRESETS)}")
     model, train = PRESETS[name][1]()
-    if input_type == "vectors":
-        model, train = _for_vectors(model, train)
+    extra: dict[str, Any] = {}
+    if kind is not None:
+        model, train = kind.recipe(model, train)
+        extra["input_type"] = kind.input_type
     return RunConfig(
         preset=name,
-        model=ModelConfig(n_components=n_components, image_shape=image_shape, input_type=input_type, **model),
+        model=ModelConfig(n_components=n_components, image_shape=image_shape, **extra, **model),
         train=TrainConfig(**train),
     )

@@ -19,9 +19,9 @@ import yaml
 
 from mixvae.config.presets import PRESETS, preset
 from mixvae.config.schema import ConfigError, ModelConfig, RunConfig, check_positive_int, coerce, update_section
-from mixvae.runfolder import CONFIG_FILE
 
 __all__ = [
+    "CONFIG_FILE",
     "ConfigFileError",
     "config_from_dict",
     "config_from_json",
@@ -29,8 +29,9 @@ __all__ = [
     "parse_overrides",
     "read_config_values",
     "resolve_config",
-    "save_config",
 ]
+
+CONFIG_FILE = "config.yaml"  # a run folder's settings (written by mixvae.runfolder.save_config)
 
 SECTIONS = ("preset", "data", "image_size", "grayscale", "label_column", "model", "train")
 
@@ -117,9 +118,9 @@ def read_config_values(path: Path | str) -> dict[str, Any]:
         text = path.read_text()
         if path.suffix == ".toml":
             if sys.version_info >= (3, 11):
-                import tomllib
+                import tomllib  # in the standard library from Python 3.11
             else:  # tomllib is new in 3.11; tomli is the same parser, a dependency on 3.10 only
-                import tomli as tomllib
+                import tomli as tomllib  # Python 3.10: the same parser, from PyPI
 
             d = tomllib.loads(text)
         else:
@@ -140,13 +141,6 @@ def load_config(path: Path | str) -> RunConfig:
         return config_from_dict(values)
     except ConfigError as e:
         raise ConfigFileError(f"{_config_path(path)}: {e}") from None
-
-
-def save_config(run_dir: Path | str, cfg: RunConfig) -> None:
-    """Write ``RUN/config.yaml``, atomically."""
-    from mixvae.atomic import atomic_write
-
-    atomic_write(Path(run_dir) / CONFIG_FILE, yaml.safe_dump(cfg.to_dict(), sort_keys=True).encode())
 
 
 def config_from_json(text: str) -> RunConfig:

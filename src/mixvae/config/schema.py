@@ -85,7 +85,7 @@ class ModelConfig:
         ``images`` (pixels in [0, 1], ``image_shape`` (H, W)) or ``vectors``: real-valued features,
         ``image_shape`` (1, D), standardised by ``feature_mean`` / ``feature_std`` (learned at fit)
         and modelled by a Gaussian with a learned variance per expert and feature
-        (:mod:`mixvae.vectors`), ``gaussian_std`` being its initial value.
+        (:mod:`mixvae.kinds.vectors`), ``gaussian_std`` being its initial value.
     """
 
     n_components: int = 10

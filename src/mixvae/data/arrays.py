@@ -167,9 +167,10 @@ def check_image_size(image_size: int | None) -> None:
 
 def resize(images: np.ndarray, size: int) -> np.ndarray:
     """Resize every image of an ``(N, H, W)`` or ``(N, H, W, 3)`` uint8 array to ``size``^2."""
+    from PIL import Image  # Pillow only when images are resized: `mixvae.data` stays light
+
     if images.shape[1:3] == (size, size):
         return images
-    from PIL import Image
 
     out = np.empty((images.shape[0], size, size, *images.shape[3:]), dtype=np.uint8)
     for i, image in enumerate(images):

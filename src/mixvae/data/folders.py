@@ -13,6 +13,7 @@ from typing import Any, cast
 import numpy as np
 
 from mixvae.data.arrays import DataError, Split, one_line
+from mixvae.data.builtin import builtin_name
 from mixvae.data.formats import idx_kind, load_idx_folder
 
 IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".gif"})
@@ -36,7 +37,8 @@ def read_image(path: Path, image_size: int | tuple[int, int] | None, mode: str =
     """One image file as uint8 grayscale (H, W) (``mode`` "L", Pillow's luma) or RGB (H, W, 3)
     (``mode`` "RGB"), resized (bilinear) to ``image_size``: a side length, an (H, W) pair, or None
     to keep its size."""
-    from PIL import Image
+    from PIL import Image  # Pillow only when an image file is read: `mixvae.data` stays light
+
 
     if isinstance(image_size, int):
         image_size = (image_size, image_size)
@@ -61,7 +63,6 @@ def image_files(folder: Path) -> list[Path]:
 def folder_class_names(source: str | Path) -> list[str] | None:
     """The class names of a folder whose images each sit in one sub-folder: the sorted sub-folder
     names, indexed by the labels :func:`load_folder` gives. None for any other source."""
-    from mixvae.data.builtin import builtin_name
 
     if builtin_name(source) is not None:
         return None
@@ -88,9 +89,10 @@ def _has_colour(pil: Any) -> bool:
 def folder_mode(files: list[Path], grayscale: bool) -> str:
     """"RGB" when any of the image files has colour (and ``grayscale`` is False), else "L"; read
     from the file headers only."""
+    from PIL import Image  # Pillow only when an image file is read: `mixvae.data` stays light
+
     if grayscale:
         return "L"
-    from PIL import Image
 
     for path in files:
         try:
@@ -178,9 +180,10 @@ class LazyImages:
 
 def _header_shape(folder: Path, files: list[Path], image_size: int | None) -> tuple[int, int]:
     """(H, W) shared by every image, read from the file headers only."""
+    from PIL import Image  # Pillow only when an image file is read: `mixvae.data` stays light
+
     if image_size is not None:
         return image_size, image_size
-    from PIL import Image
 
     sizes: dict[tuple[int, int], Path] = {}
     for path in files:

@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from mixvae import memory
 from mixvae.data.arrays import DataError, Split, check_images, check_labels, one_line
 
 # ---------------------------------------------------------------- IDX
@@ -186,20 +187,17 @@ NPZ_MEMORY_SHARE = 0.5
 def check_npz_fits(path: Path) -> None:
     """DataError naming the size and the way out when ``path``'s arrays, once read (and, for a
     compressed archive, inflated), would not fit in the memory available now."""
-    import zipfile
-
-    from mixvae.memory import available_memory, format_bytes
 
     try:
         with zipfile.ZipFile(path) as archive:
             inflated = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, OSError):
         return  # not a zip archive: reading it gives the usual one-line error
-    free = available_memory()
+    free = memory.available_memory()
     if free is not None and inflated > NPZ_MEMORY_SHARE * free:
         raise DataError(
-            f"{path} holds {format_bytes(inflated)} of arrays once read ({format_bytes(path.stat().st_size)} on "
-            f"disk), more than half of the {format_bytes(free)} of memory available; save the images as an "
+            f"{path} holds {memory.format_bytes(inflated)} of arrays once read ({memory.format_bytes(path.stat().st_size)} on "
+            f"disk), more than half of the {memory.format_bytes(free)} of memory available; save the images as an "
             "uncompressed .npy file (np.save('images.npy', x)), which mixvae reads from disk as a memory map."
         )
 

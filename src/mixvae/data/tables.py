@@ -4,7 +4,7 @@ A ``.csv`` has one sample a row; its first row is a header when any of its field
 number. ``label_column`` (a header name, or a 0-based index) names a column of labels, kept apart
 from the features and used only to evaluate. A ``.npy`` (N, D) or a ``.npz`` (``x_train`` /
 ``y_train`` and optionally ``x_test`` / ``y_test``, or ``x`` / ``y``) holds vectors when
-:func:`mixvae.inputs.input_type` reads its array as vectors (floats outside [0, 1], or a width
+:func:`mixvae.kinds.arrays.input_type` reads its array as vectors (floats outside [0, 1], or a width
 that is no square image). Every bad input raises :class:`DataError` with one sentence.
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from mixvae.data.arrays import DataError, one_line
 
-__all__ = ["VectorData", "holds_vectors", "label_names", "load_vectors", "read_csv"]
+__all__ = ["VectorData", "label_names", "load_vectors", "read_csv", "x_keys"]
 
 VectorData = dict[str, tuple[np.ndarray, "np.ndarray | None"]]  # split -> (X (N, D) float64, labels (N,) or None)
 
@@ -100,28 +100,7 @@ def _column_index(path: Path, header: list[str] | None, width: int, label_column
     raise DataError(f"{path} has no column {label_column!r}; expected {names}an index in 0..{width - 1}.")
 
 
-def holds_vectors(path: Path) -> bool:
-    """Whether ``path`` is a table or an array of real-valued vectors (not of images)."""
-    from mixvae.inputs import input_type
-
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
-        return True
-    if suffix not in (".npy", ".npz") or not path.is_file():
-        return False
-    try:
-        loaded = np.load(path, mmap_mode="r", allow_pickle=False)
-        if isinstance(loaded, np.ndarray):
-            array = loaded
-        else:
-            with loaded:
-                array = loaded[_x_keys(loaded)[0]]
-        return array.dtype.kind == "f" and array.ndim == 2 and input_type(np.asarray(array)) == "vectors"
-    except Exception:  # noqa: BLE001 - an unreadable file is the image loader's to report
-        return False
-
-
-def _x_keys(archive: np.lib.npyio.NpzFile) -> tuple[str, ...]:
+def x_keys(archive: np.lib.npyio.NpzFile) -> tuple[str, ...]:
     for keys in (("x_train", "y_train", "x_test", "y_test"), ("x", "y")):
         if keys[0] in archive.files:
             return keys
@@ -143,7 +122,7 @@ def load_vectors(path: Path, label_column: str | None = None) -> VectorData:
     if isinstance(loaded, np.ndarray):
         return {"train": (loaded.astype(np.float64), None)}
     with loaded:
-        keys = _x_keys(loaded)
+        keys = x_keys(loaded)
         out: VectorData = {}
         pairs = [("train", keys[0], keys[1])] + ([("test", keys[2], keys[3])] if len(keys) == 4 else [])
         for split, x_key, y_key in pairs:
