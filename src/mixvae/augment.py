@@ -12,6 +12,8 @@ import math
 import torch
 from torch.nn import functional as F
 
+from mixvae.devices import cpu_draw
+
 __all__ = ["FILLS", "random_affine"]
 
 FILLS = ("zeros", "border")
@@ -62,7 +64,7 @@ def random_affine(
         raise ValueError(f"fill={fill!r} is invalid: expected one of {FILLS}")
     B = x.shape[0]
     h, w = shape[:2]
-    u = torch.rand(B, 5, generator=generator) if uniforms is None else uniforms  # (B, 5)
+    u = cpu_draw(torch.rand, B, 5, generator=generator) if uniforms is None else uniforms  # (B, 5)
     u = u.to(x.device)
     angle = (u[:, 0] * 2 - 1) * rotate * math.pi / 180
     s = scale[0] + u[:, 1] * (scale[1] - scale[0])

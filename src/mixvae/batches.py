@@ -15,9 +15,21 @@ from torch.utils.data.distributed import DistributedSampler
 
 from mixvae.augment import random_affine
 from mixvae.config import RunConfig
+from mixvae.devices import cpu_draw
 from mixvae.inference import to_unit_floats
 
-__all__ = ["BatchSource", "read_rows"]
+__all__ = ["DEVICE_DATA_SHARE", "BatchSource", "fits_on_device", "read_rows"]
+
+DEVICE_DATA_SHARE = 0.25  # the training images go on the device when they take at most this share of its free memory
+
+
+def fits_on_device(images: torch.Tensor, device: torch.device) -> bool:
+    """Whether ``images`` take at most ``DEVICE_DATA_SHARE`` of ``device``'s free memory (CUDA's
+    count; other accelerators: no)."""
+    if device.type != "cuda":
+        return False
+    free, _ = torch.cuda.mem_get_info(device)
+    return images.numel() * images.element_size() <= DEVICE_DATA_SHARE * free
 
 
 def read_rows(images: Any, idx: np.ndarray) -> np.ndarray:
@@ -27,7 +39,7 @@ def read_rows(images: Any, idx: np.ndarray) -> np.ndarray:
     """
     order = np.argsort(idx, kind="stable")
     # uint8 unless the rows say otherwise (vectors are floats); a torch dtype in numpy's terms
-    dtype = torch.empty(0, dtype=images.dtype).numpy().dtype if torch.is_tensor(images) \
+    dtype = torch.empty(0, dtype=images.dtype, device="cpu").numpy().dtype if torch.is_tensor(images) \
         else getattr(images, "dtype", np.uint8)
     rows = np.empty((len(idx), *images.shape[1:]), dtype)
     rows[order] = np.asarray(images[idx[order]])
@@ -43,13 +55,17 @@ class BatchSource:
     """
 
     def __init__(self, images: Any, cfg: RunConfig, generator: torch.Generator, device: torch.device,
-                 rank: int = 0, world: int = 1):
-        self.cfg, self.generator, self.device = cfg, generator, device
+                 rank: int = 0, world: int = 1, data_on_device: bool | str = "auto"):
+        self.cfg, self.generator, self.device = cfg, generator, torch.device(device)
         self.rank, self.world = rank, world
         self.n = len(images)
         # a memory map (or any array-like that reads on access) stays on disk; batches read their rows
         self.in_memory = torch.is_tensor(images) or (type(images) is np.ndarray and images.flags.writeable)
-        self.images = torch.as_tensor(images) if self.in_memory else images
+        self.images = torch.as_tensor(images, device="cpu") if self.in_memory else images
+        self.copies = self.copied_bytes = 0  # host-to-device copies made so far (none when the device is the CPU)
+        if self.in_memory and self.device.type != "cpu" and (
+                data_on_device is True or (data_on_device == "auto" and fits_on_device(self.images, self.device))):
+            self.images = self._to_device(self.images)  # once: batches are then indexed on the device
         self.per_rank = cfg.train.batch_size // world
         # the sampler reads only len() of its dataset: the range stands for the images
         self.sampler: DistributedSampler[int] = DistributedSampler(
@@ -65,30 +81,43 @@ class BatchSource:
             steps[-2:] = [np.concatenate(steps[-2:])]  # batch norm cannot train on one image: join it to the last
         return steps
 
+    @property
+    def data_on_device(self) -> bool:
+        """Whether the training images live on the (non-CPU) device."""
+        return torch.is_tensor(self.images) and self.images.device.type != "cpu"
+
+    def _to_device(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` on the device, counting a host-to-device copy when one is made."""
+        if t.device != self.device and self.device.type != "cpu":
+            self.copies += 1
+            self.copied_bytes += t.numel() * t.element_size()
+        return t.to(self.device)
+
     def mine(self, t: torch.Tensor, dim: int = 0) -> torch.Tensor:
         """This process's share of a draw made for the global batch, on the device."""
-        return t.index_select(dim, torch.arange(self.rank, t.shape[dim], self.world)).to(self.device)
+        return self._to_device(t.index_select(dim, torch.arange(self.rank, t.shape[dim], self.world, device=t.device)))
 
     def batch(self, idx: np.ndarray) -> torch.Tensor:
         """Images idx as floats (B, D) in [0, 1] on the device (binarised when the config says so)."""
         if self.in_memory:
-            x = self.images[torch.from_numpy(idx)]
+            index = torch.from_numpy(idx)
+            x = self.images[self._to_device(index) if self.data_on_device else index]
         else:
             x = torch.from_numpy(read_rows(self.images, idx))
-        x = to_unit_floats(x.reshape(len(idx), -1).to(self.device))  # (B, D)
+        x = to_unit_floats(self._to_device(x.reshape(len(idx), -1)))  # (B, D)
         if self.cfg.train.binarize:  # uniforms drawn for the global batch, so every process count binarises alike
-            x = (self.mine(torch.rand(len(idx) * self.world, x.shape[1], generator=self.generator)) < x).float()
+            x = (self.mine(cpu_draw(torch.rand, len(idx) * self.world, x.shape[1], generator=self.generator)) < x).float()
         return x
 
     def noise(self, batch_size: int) -> torch.Tensor:
         """Standard normal noise (K, B, L) for the reparameterisation of this process's B images."""
         mc = self.cfg.model
-        draw = torch.randn(mc.n_components, batch_size * self.world, mc.latent_dim, generator=self.generator)
+        draw = cpu_draw(torch.randn, mc.n_components, batch_size * self.world, mc.latent_dim, generator=self.generator)
         return self.mine(draw, 1)  # this process's images sit at positions rank::world
 
     def pick(self, high: int, batch_size: int) -> torch.Tensor:
         """One integer in [0, high) per image of this process's batch, drawn for the global batch, (B,)."""
-        return torch.randint(high, (batch_size * self.world,), generator=self.generator)[self.rank::self.world]
+        return cpu_draw(torch.randint, high, (batch_size * self.world,), generator=self.generator)[self.rank::self.world]
 
     def view(self, x: torch.Tensor) -> torch.Tensor:
         """A randomly deformed copy of each image x (B, D), for the routing regularisers (vectors: a
@@ -96,8 +125,8 @@ class BatchSource:
         tc = self.cfg.train
         if not tc.augment:
             if tc.view_noise > 0:  # vectors: a noisy copy, the noise drawn for the global batch
-                return x + tc.view_noise * self.mine(torch.randn(len(x) * self.world, x.shape[1],
-                                                                 generator=self.generator))
+                return x + tc.view_noise * self.mine(cpu_draw(torch.randn, len(x) * self.world, x.shape[1],
+                                                                   generator=self.generator))
             return x
-        u = self.mine(torch.rand(len(x) * self.world, 5, generator=self.generator))  # drawn for the global batch
+        u = self.mine(cpu_draw(torch.rand, len(x) * self.world, 5, generator=self.generator))  # drawn for the global batch
         return random_affine(x, self.cfg.model.array_shape, flip=tc.augment_flip, uniforms=u, fill=tc.augment_fill)

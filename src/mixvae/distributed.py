@@ -83,12 +83,13 @@ def gather_rows(t: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def mean_over_processes(values: dict[str, float], world: int) -> dict[str, float]:
-    """Per-process means of equal-sized batches -> means over the global batches."""
+def mean_over_processes(values: dict[str, float], world: int, device: torch.device | str = "cpu") -> dict[str, float]:
+    """Per-process means of equal-sized batches -> means over the global batches (reduced on
+    ``device``: NCCL reduces CUDA tensors only)."""
     if world == 1:
         return values
     keys = sorted(values)
-    total = torch.tensor([values[k] for k in keys], dtype=torch.float64)
+    total = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=device)
     torch.distributed.all_reduce(total)
     return dict(zip(keys, (total / world).tolist()))
 

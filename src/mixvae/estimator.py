@@ -292,7 +292,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
                 raise ValueError(f"expert={expert!r} is invalid: expected an integer in 0..{K - 1} or None.")
             experts = np.full(n_samples, int(expert))
         gen = torch.Generator().manual_seed(int(rng.integers(2**31 - 1)))
-        images = self.module_.sample(n_samples, torch.as_tensor(experts), generator=gen)  # (n, D)
+        images = self.module_.sample(n_samples, torch.as_tensor(experts, device="cpu"), generator=gen)  # (n, D)
         model = self.config_.model
         return kind_of(model).to_data_units(model, images.cpu().numpy()), experts.astype(np.int64)
 

@@ -105,7 +105,7 @@ def write_figures(
                                         ["image", "reconstruction"], "reconstructed by the routed expert",
                                         [f"E{int(e)}" for e in k]))
     gen = torch.Generator().manual_seed(seed)
-    experts = torch.arange(K).repeat_interleave(per_expert)  # (K * n,)
+    experts = torch.arange(K, device="cpu").repeat_interleave(per_expert)  # (K * n,)
     samples = module.sample(K * per_expert, experts, generator=gen).cpu().numpy()
     written.append(plots.sample_grid(samples.reshape(K, per_expert, -1), shape, run_dir / "samples.png", names,
                                      f"{per_expert} samples per expert"))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mixvae.devices import cpu_draw
 from mixvae.model import MixtureModule
 
 __all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba", "samples_per_expert",
@@ -29,11 +30,13 @@ def images_to_tensor(images: Any, start: int = 0, stop: int | None = None) -> to
     as it is, as float32.
     """
     part = images[start:stop]
-    if not torch.is_tensor(part):
+    if torch.is_tensor(part):
+        t = part  # used where it lives
+    else:
         part = np.asarray(part)
         if not part.flags.writeable:  # a read-only memory map: torch warns about sharing it, so copy the rows
             part = part.copy()
-    t = torch.as_tensor(part)
+        t = torch.as_tensor(part, device="cpu")  # host rows, moved by the caller
     return to_unit_floats(t.reshape(t.shape[0], -1))
 
 
@@ -108,9 +111,9 @@ def log_likelihood(module: MixtureModule, images: Any, n_samples: int, *, binari
         for x in batches(images, batch_size, "cpu", stop):
             keys = [zlib.crc32(row.numpy().tobytes()) for row in x]  # (B,) one seed per row, from its content
             if binarize:
-                coins = torch.stack([torch.rand(x.shape[1], generator=_seeded(1, k)) for k in keys])  # (B, D)
+                coins = torch.stack([cpu_draw(torch.rand, x.shape[1], generator=_seeded(1, k)) for k in keys])  # (B, D)
                 x = (coins < x).float()
-            noise = torch.stack([torch.randn(n_samples, K, L, generator=_seeded(0, k)) for k in keys], 2)
+            noise = torch.stack([cpu_draw(torch.randn, n_samples, K, L, generator=_seeded(0, k)) for k in keys], 2)
             x, noise = x.to(device, torch.float64), noise.double()  # noise (S, K, B, L)
             out.append(module.log_likelihood(x, n_samples, noise=noise).cpu())
     return torch.cat(out).double().numpy() if out else np.zeros(0)

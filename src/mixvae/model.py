@@ -31,6 +31,7 @@ from torch import nn
 from mixvae import objectives
 from mixvae.config import ModelConfig
 from mixvae.convnets import ConvExpertDecoder, ConvExpertEncoder, ConvManager
+from mixvae.devices import cpu_draw
 from mixvae.kinds import kind_of, resolve_model
 from mixvae.nets import ExpertDecoder, ExpertEncoder, Manager
 
@@ -181,7 +182,7 @@ class MixtureModule(nn.Module):
         """
         c = self.config
         dev = next(self.parameters()).device
-        z = torch.randn(n, c.latent_dim, generator=generator, device="cpu").to(dev)  # (n, L)
+        z = cpu_draw(torch.randn, n, c.latent_dim, generator=generator, device=dev)  # (n, L)
         experts = torch.as_tensor(expert, device=dev).expand(n) if not torch.is_tensor(expert) or expert.dim() == 0 \
             else expert.to(dev)
         # decode with every expert, then pick each sample's own: (K, n, D) -> (n, D)
@@ -210,7 +211,7 @@ class MixtureModule(nn.Module):
         log_ws = []
         for start in range(0, n_samples, chunk):
             s = min(chunk, n_samples - start)
-            eps = (torch.randn(s, K, B, L, generator=generator, device="cpu") if noise is None
+            eps = (cpu_draw(torch.randn, s, K, B, L, generator=generator) if noise is None
                    else noise[start:start + s]).to(x.device)  # (S, K, B, L)
             z = mu + std * eps  # (S, K, B, L)
             out = self.decoder(z.permute(1, 0, 2, 3).reshape(K, s * B, L))  # (K, S*B, D)

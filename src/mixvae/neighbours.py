@@ -24,6 +24,7 @@ from mixvae import distributed, runfolder
 from mixvae.atomic import atomic_open, atomic_write, file_sha256
 from mixvae.batches import read_rows
 from mixvae.config.schema import NEIGHBOUR_SEARCHES
+from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, to_unit_floats
 
 __all__ = [
@@ -65,13 +66,13 @@ def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tenso
     chunks, so a memory-mapped array is never read whole.
     """
     n = len(images)
-    total = torch.zeros(int(np.prod(images.shape[1:])), dtype=torch.float64)
+    total = torch.zeros(int(np.prod(images.shape[1:])), dtype=torch.float64, device="cpu")
     for start in range(0, n, chunk):
         total += images_to_tensor(images, start, start + chunk).sum(0, dtype=torch.float64)
     mean = (total / n).float()  # (D,)
     dims = min(dims, total.shape[0], n)
     gen = torch.Generator().manual_seed(0)
-    pick = torch.randperm(n, generator=gen)[:10000].numpy()
+    pick = cpu_draw(torch.randperm, n, generator=gen)[:10000].numpy()
     sample = to_unit_floats(torch.cat([torch.from_numpy(read_rows(images, pick[s:s + chunk])).reshape(
         -1, total.shape[0]) for s in range(0, len(pick), chunk)])) - mean  # (<= 10000, D)
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
@@ -105,10 +106,10 @@ def cosine_neighbours(e: torch.Tensor, k: int, chunk: int | None = None, normali
     if normalise:
         e = torch.nn.functional.normalize(e, dim=1)  # cosine similarity: the nearest have the largest e_i . e_j
     sq = (e * e).sum(1)  # (N,)
-    out = torch.empty(n, k, dtype=torch.long)
+    out = torch.empty(n, k, dtype=torch.long, device="cpu")
     for start in range(0, n, chunk):
         d = sq[start:start + chunk, None] - 2 * e[start:start + chunk] @ e.t() + sq[None]  # (c, N)
-        rows = torch.arange(start, min(start + chunk, n))
+        rows = torch.arange(start, min(start + chunk, n), device="cpu")
         d[rows - start, rows] = float("inf")  # not its own neighbour
         out[start:start + chunk] = d.topk(k, dim=1, largest=False).indices
     return out
@@ -124,10 +125,10 @@ def mutual_neighbours(graph: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     """
     n, k = graph.shape
     out = torch.empty_like(graph)
-    slots = torch.arange(k)
+    slots = torch.arange(k, device="cpu")
     for start in range(0, n, chunk):
         rows = graph[start:start + chunk]  # (c, k)
-        own = torch.arange(start, start + len(rows))
+        own = torch.arange(start, start + len(rows), device="cpu")
         kept = (graph[rows] == own[:, None, None]).any(-1)  # (c, k): i is among j's neighbours
         kept[:, 0] |= ~kept.any(1)  # none mutual: the nearest one stays
         first = torch.argsort((~kept).to(torch.int8), dim=1, stable=True)  # kept ones first, in order
@@ -139,9 +140,9 @@ def mutual_neighbours(graph: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
 def mutual_counts(graph: torch.Tensor, mutual: torch.Tensor) -> tuple[float, float]:
     """For a graph (N, k) and its :func:`mutual_neighbours`: the mean number of mutual neighbours
     per image (0 for an image with none), and the share of images with none."""
-    own = torch.arange(len(graph))[:, None]
+    own = torch.arange(len(graph), device=graph.device)[:, None]
     first_kept = (graph[mutual[:, 0]] == own).any(1)  # a row with any mutual neighbour starts with one
-    distinct = torch.tensor([len(set(row)) for row in mutual.tolist()])
+    distinct = torch.tensor([len(set(row)) for row in mutual.tolist()], device="cpu")
     return float(torch.where(first_kept, distinct, 0).float().mean()), float((~first_kept).float().mean())
 
 

@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from torch import nn
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
+from mixvae.devices import cpu_draw
 from mixvae.nets import ExpertLinear, ExpertMLP, Manager, activation
 from mixvae.objectives import moe_loss
 
@@ -197,7 +198,7 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
         n = len(x)
         size = n if self.batch_size is None else min(int(self.batch_size), n)
         for _ in range(int(self.max_iter)):
-            order = torch.randperm(n, generator=generator) if size < n else torch.arange(n)
+            order = cpu_draw(torch.randperm, n, generator=generator) if size < n else torch.arange(n, device="cpu")
             total = 0.0
             for idx in order.split(size):
                 logits, out = self.module_(x[idx])  # (B, K), (K, B)

@@ -158,7 +158,7 @@ class SelfLabelling(Regulariser):
         return loss
 
     def state_dict(self) -> dict[str, Any]:
-        empty = torch.zeros(0)
+        empty = torch.zeros(0, device="cpu")
         return {"self_labels": self.targets if self.targets is not None else empty,
                 "self_label_weight": self.expert_weight if self.expert_weight is not None else empty,
                 "resplits": self.resplits}

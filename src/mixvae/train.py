@@ -28,6 +28,7 @@ from mixvae import distributed
 from mixvae.batches import BatchSource
 from mixvae.callbacks import Callback, MetricsFile, ProgressFigure, SummaryLine
 from mixvae.config import ConfigError, RunConfig
+from mixvae.devices import cpu_draw
 from mixvae.evaluation import epoch_metrics
 from mixvae.model import LossOutput, MixtureModule
 from mixvae.regularisers import Regulariser, Schedule, build_schedule
@@ -66,7 +67,9 @@ class Runtime:
 
     ``progress`` None shows a bar when stderr is a terminal; ``max_steps`` stops after that many
     optimiser steps in total (with a checkpoint there); ``detect_anomaly`` names the operation
-    that made NaN; ``compile`` runs the loss through ``torch.compile``.
+    that made NaN; ``compile`` runs the loss through ``torch.compile``; ``data_on_device`` puts
+    the training images on a non-CPU device once ("auto": when they fit, see
+    :func:`mixvae.batches.fits_on_device`), so that a step copies only its random draws there.
     """
 
     device: str | torch.device = "cpu"
@@ -74,6 +77,7 @@ class Runtime:
     max_steps: int | None = None
     detect_anomaly: bool = False
     compile: bool = False
+    data_on_device: bool | str = "auto"
 
 
 class TrainState:
@@ -98,7 +102,7 @@ class TrainState:
             "step": self.step,
             "step_in_epoch": self.step_in_epoch,
             "history": json.dumps(self.history.records),
-            "frames": torch.stack(self.frames) if self.frames else torch.zeros(0),
+            "frames": torch.stack(self.frames) if self.frames else torch.zeros(0, device="cpu"),
             **self.schedule.state_dict(),
         }
 
@@ -148,8 +152,10 @@ class Trainer:
         self.forward = _Compiled(self.model, (log or _to_stderr) if self.main else quiet) if runtime.compile \
             else self.model
         generator = torch.Generator().manual_seed(cfg.train.seed + 1)  # noise, neighbour picks, views
-        self.z_fixed = torch.randn(1, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
-        self.source = BatchSource(train_images, cfg, generator, self.device, self.rank, self.world)
+        self.z_fixed = cpu_draw(torch.randn, 1, cfg.model.latent_dim, generator=torch.Generator().manual_seed(cfg.train.seed + 2))
+        self.source = BatchSource(train_images, cfg, generator, self.device, self.rank, self.world,
+                                  runtime.data_on_device)
+        self.copies_seen = (0, 0)  # the batch source's host-to-device copies (count, bytes) before this epoch
         self.gather = gather
         self.state = TrainState(self.module, make_adam(self.module.parameters(), cfg.train.lr), generator, Schedule())
         self.callbacks = list(callbacks) if self.main else []
@@ -261,9 +267,14 @@ class Trainer:
     def _end_epoch(self, sums: dict[str, float], counted: int, seconds: float, extra: dict[str, Any]) -> None:
         """The epoch's record, the progress frame, a checkpoint, then the callbacks (main process)."""
         st, mc = self.state, self.cfg.model
-        sums = distributed.mean_over_processes(sums, self.world)
+        sums = distributed.mean_over_processes(sums, self.world, self.device)
         record: dict[str, Any] = {"epoch": st.epoch + 1, "step": st.step, "seconds": round(seconds, 3), **extra}
         record.update({k: round(v / max(counted, 1), 5) for k, v in sums.items()})
+        if self.device.type != "cpu":  # what each step copied from the host (none on the CPU)
+            copies, copied = self.source.copies - self.copies_seen[0], self.source.copied_bytes - self.copies_seen[1]
+            record.update(host_copies_per_step=round(copies / max(counted, 1), 2),
+                          host_bytes_per_step=round(copied / max(counted, 1)), data_on_device=self.source.data_on_device)
+            self.copies_seen = (self.source.copies, self.source.copied_bytes)
         if self.main:
             record.update(epoch_metrics(self.module, self.test_images, self.test_labels,
                                         self.cfg.train.eval_batch_size, self.device))

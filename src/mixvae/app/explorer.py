@@ -26,6 +26,7 @@ from mixvae.checkpoint import load_run
 from mixvae.config import RunConfig
 from mixvae.data import DataError, image_files, load
 from mixvae.data.builtin import builtin_name
+from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, log_likelihood
 from mixvae.kinds.images import array_shape
 from mixvae.model import MixtureModule
@@ -210,7 +211,7 @@ class Explorer:
     def samples(self, k: int, n: int, temperature: float, seed: int) -> np.ndarray:
         """n images decoded by expert k from z ~ N(0, temperature^2 I) -> (n, *shape) uint8."""
         gen = torch.Generator().manual_seed(seed)
-        z = torch.randn(n, self.latent_dim, generator=gen) * temperature  # (n, L)
+        z = cpu_draw(torch.randn, n, self.latent_dim, generator=gen) * temperature  # (n, L)
         return self.decode(k, z)
 
     @torch.no_grad()

@@ -139,7 +139,7 @@ def decode(k: int) -> Response:
         abort(400, "z must be comma-separated numbers")
     if len(z) != ex.latent_dim or not all(math.isfinite(v) and abs(v) <= 10 for v in z):
         abort(400, f"z must hold {ex.latent_dim} numbers in -10..10")
-    return _png(ex.decode(k, torch.tensor([z]))[0])
+    return _png(ex.decode(k, torch.tensor([z], device="cpu"))[0])
 
 
 @pages.route("/figure/<name>")
