@@ -171,3 +171,12 @@ def test_the_batch_source_counts_its_host_to_device_copies(on_device: bool) -> N
     cpu = BatchSource(x, cfg, torch.Generator().manual_seed(0), torch.device("cpu"), data_on_device=True)
     cpu.batch(idx)
     assert (cpu.copies, cpu.data_on_device) == (0, False)  # the CPU is the host: nothing to copy
+
+
+def test_the_epoch_line_shows_the_host_copies_off_the_cpu() -> None:
+    from mixvae.callbacks import summary
+
+    record = {"epoch": 1, "loss": 1.0, "seconds": 2.0}
+    assert "host" not in summary(record, 3)  # on the CPU nothing is copied, nothing is said
+    line = summary({**record, "host_copies_per_step": 4.0, "host_bytes_per_step": 8192, "data_on_device": True}, 3)
+    assert line.endswith("host copies/step 4 (8 KiB, images on the device)")

@@ -61,6 +61,9 @@ def summary(r: Record, epochs: int) -> str:
     if "experts_used" in r:
         parts.append(f"experts {r['experts_used']}")
     parts.append(f"{r['seconds']:.1f}s")
+    if "host_copies_per_step" in r:  # off the CPU: what each step copied from the host
+        parts.append(f"host copies/step {r['host_copies_per_step']:g} ({r['host_bytes_per_step'] / 1024:.0f} KiB"
+                     + (", images on the device)" if r.get("data_on_device") else ")"))
     return "  ".join(parts)
 
 
