@@ -84,8 +84,6 @@ class ProgressFigure(Callback):
         self.path = Path(run_dir) / runfolder.PROGRESS_FILE
 
     def on_epoch_end(self, record: Record, trainer: Trainer) -> None:
-
-
         progress_figure(torch.stack(trainer.state.frames).numpy(), trainer.cfg.model.array_shape, self.path)
 
 

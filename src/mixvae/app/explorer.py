@@ -85,8 +85,6 @@ _ROUTING_KEYS = ("expert", "probability", "runner_up", "runner_up_probability", 
 
 
 def _npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-
-
     buf = io.BytesIO()
     np.savez(buf, **arrays)  # type: ignore[arg-type]  # numpy types a ** mapping as its allow_pickle flag
     atomic_write(path, buf.getvalue())
