@@ -27,10 +27,11 @@ from mixvae.atomic import atomic_write
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.model import MixtureModule
 
-__all__ = ["COLUMNS", "INDEX_FILE", "Assignments", "assign", "expert_folder", "sort_into", "write_csv"]
+__all__ = ["COLUMNS", "INDEX_FILE", "IW_SAMPLES", "Assignments", "assign", "expert_folder", "sort_into", "write_csv"]
 
 COLUMNS = ("source", "expert", "probability", "runner_up", "runner_up_probability", "matched_class",
            "outlier_score", "outlier_rank")
+IW_SAMPLES = 10  # draws per expert of the outlier score's bound: assign's, the app's and its uploads' alike
 INDEX_FILE = "index.csv"  # in each expert's folder of --sort-into: its members, most typical first
 
 
@@ -69,7 +70,7 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, n)
 
 
-def assign(module: MixtureModule, images: Any, sources: list[str], *, iw_samples: int = 10, binarize: bool = False,
+def assign(module: MixtureModule, images: Any, sources: list[str], *, iw_samples: int = IW_SAMPLES, binarize: bool = False,
            chunk: int = 1000, device: str = "cpu", progress: Callable[[int], object] | None = None) -> Assignments:
     """Route and score ``images`` (uint8 (N, H, W), any object sliced into arrays) ``chunk`` at a time.
 

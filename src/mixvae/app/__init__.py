@@ -11,12 +11,13 @@ from __future__ import annotations
 import socket
 from pathlib import Path
 
-from flask import Flask, Response, jsonify, request, send_file
+from flask import Flask, Response, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 from werkzeug.serving import BaseWSGIServer
 from werkzeug.serving import make_server as werkzeug_server
 
 from mixvae.app.explorer import Explorer
+from mixvae.app.guard import BodyLimit, Slots, allowed_host, same_origin
 from mixvae.app.images import MAX_UPLOAD_BYTES
 from mixvae.app.views import pages
 
@@ -29,13 +30,42 @@ def _plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-def create_app(explorer: Explorer) -> Flask:
-    """The Flask app over ``explorer`` (shared by every request; its model calls hold its lock)."""
+HEAVY_ENDPOINTS = ("pages.route", "pages.map_points")  # decode an upload, or compute the map
+
+
+def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] = ()) -> Flask:
+    """The Flask app over ``explorer`` (shared by every request; its model calls hold its lock).
+
+    Requests must name a loopback address or one of ``allowed_hosts`` in their ``Host`` header and,
+    when they POST from a browser, come from the app's own pages (:mod:`mixvae.app.guard`).
+    """
 
     here = Path(__file__).parent
     app = Flask(__name__, static_folder=str(here / "static"), template_folder=str(here / "templates"))
     app.config.update(EXPLORER=explorer, MAX_CONTENT_LENGTH=MAX_UPLOAD_BYTES, MAX_FORM_MEMORY_SIZE=MAX_UPLOAD_BYTES)
     app.register_blueprint(pages)
+    app.wsgi_app = BodyLimit(app.wsgi_app, MAX_UPLOAD_BYTES)  # type: ignore[method-assign]
+    slots = app.extensions["mixvae.slots"] = Slots()  # the tests take them to see a busy app answer
+
+    @app.before_request
+    def guard() -> Response | None:
+        if not allowed_host(request.host, allowed_hosts):
+            return _refusal(403, f"the Host header {request.host!r} names no address of this app "
+                                 "(mixvae serve --allow-host NAME allows one)")
+        if request.method not in ("GET", "HEAD", "OPTIONS") and not same_origin(request.headers.get("Origin"),
+                                                                                request.host):
+            return _refusal(403, "a request from a page of another site is refused")
+        if request.endpoint in HEAVY_ENDPOINTS:
+            if not slots.take():
+                return _refusal(503, "the app is busy with other uploads; try again in a few seconds",
+                                {"Retry-After": "5"})
+            g.slot = True
+        return None
+
+    @app.teardown_request
+    def give_back(error: BaseException | None) -> None:
+        if g.pop("slot", False):
+            slots.give()
 
     @app.route("/vendor/plotly.min.js")
     def plotly_js() -> Response:
@@ -62,6 +92,17 @@ def create_app(explorer: Explorer) -> Flask:
         return response
 
     return app
+
+
+def _refusal(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    """A short answer before any view runs: JSON for the API, text for a page."""
+    if request.path.startswith("/api/"):
+        response = jsonify(error=message)
+        response.status_code = status
+    else:
+        response = Response(f"{status}: {message}\n", status=status, mimetype="text/plain")
+    response.headers.update(headers or {})
+    return response
 
 
 def check_address(host: str, port: int) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae.assign import Assignments, assign
+from mixvae.assign import IW_SAMPLES, Assignments, assign
 from mixvae.atomic import atomic_write, file_sha256
 from mixvae.checkpoint import load_run
 from mixvae.config import RunConfig
@@ -30,7 +30,7 @@ from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, log_likelihood
 from mixvae.kinds.images import array_shape
 from mixvae.model import MixtureModule
-from mixvae.runfolder import MAP_FILE, ROUTING_FILE, WEIGHTS_FILE, matched_classes, read_eval, read_metrics
+from mixvae.runfolder import EVAL_FILE, MAP_FILE, ROUTING_FILE, WEIGHTS_FILE, matched_classes, read_eval, read_metrics
 
 __all__ = ["Explorer", "Routed", "embed"]
 
@@ -94,21 +94,23 @@ def _weights_digest(run: Path) -> str:
     return file_sha256(run / WEIGHTS_FILE)
 
 
-def _cached_routing(run: Path, sources: list[str]) -> Assignments | None:
-    """The routing kept in the run folder, when it belongs to these weights and these images."""
+def _cached_routing(run: Path, sources: list[str], iw_samples: int) -> Assignments | None:
+    """The routing kept in the run folder, when it belongs to these weights, these images and
+    this many draws of the outlier score's bound."""
 
     path = run / ROUTING_FILE
     if not path.exists():
         return None
     with np.load(path) as cached:
-        if str(cached["weights_sha256"]) != _weights_digest(run) or list(cached["sources"]) != sources:
+        if (str(cached["weights_sha256"]) != _weights_digest(run) or list(cached["sources"]) != sources
+                or int(cached.get("iw_samples", 1)) != iw_samples):
             return None
         return Assignments(list(sources), *(cached[k] for k in _ROUTING_KEYS))
 
 
-def _save_routing(run: Path, a: Assignments) -> None:
+def _save_routing(run: Path, a: Assignments, iw_samples: int) -> None:
     _npz(run / ROUTING_FILE, {**{k: getattr(a, k) for k in _ROUTING_KEYS}, "sources": np.array(a.sources),
-                              "weights_sha256": np.array(_weights_digest(run))})
+                              "weights_sha256": np.array(_weights_digest(run)), "iw_samples": np.array(iw_samples)})
 
 
 def _to_uint8(x: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
@@ -121,17 +123,20 @@ class Explorer:
 
     def __init__(self, run: Path, module: MixtureModule, cfg: RunConfig, images: Any | None,
                  sources: list[str], assigned: Assignments | None, records: list[dict[str, Any]],
-                 evaluation: dict[str, Any]):
+                 evaluation: dict[str, Any], iw_samples: int = IW_SAMPLES):
         self.run, self.module, self.cfg = Path(run), module, cfg
         self.images, self.sources, self.assigned = images, sources, assigned
         self.records, self.evaluation = records, evaluation
+        self.iw_samples = iw_samples  # the outlier score's draws, for uploads as for the training images
         self.lock = threading.Lock()
+        self.map_lock = threading.Lock()  # one computation of the map, however many ask at once
         self._map: np.ndarray | None = None
+        self._eval_seen = self._eval_stamp()
 
     # ----------------------------------------------------------------- opening
     @classmethod
     def open(cls, run: Path | str, device: str = "cpu", log: Callable[[str], None] = print,
-             iw_samples: int = 1) -> Explorer:
+             iw_samples: int = IW_SAMPLES) -> Explorer:
         """Load a run folder (or a folder written by ``MixtureVAE.save``) and route its images."""
 
         run = Path(run)
@@ -144,14 +149,14 @@ class Explorer:
             log(f"mixvae: the app shows no members: the training images cannot be read ({e})")
         assigned = None
         if images is not None:
-            assigned = _cached_routing(run, sources)
+            assigned = _cached_routing(run, sources, iw_samples)
             if assigned is None:
                 log(f"mixvae: routing and scoring {len(images)} images (once; kept in the run folder)")
                 assigned = assign(module, images, sources, iw_samples=iw_samples, binarize=cfg.train.binarize,
                                   device=device)
-                _save_routing(run, assigned)
+                _save_routing(run, assigned, iw_samples)
             assigned.matched_class = matched_classes(read_eval(run))
-        return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run))
+        return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run), iw_samples)
 
     @staticmethod
     def _training_images(cfg: RunConfig) -> tuple[Any | None, list[str]]:
@@ -182,7 +187,24 @@ class Explorer:
     def latent_dim(self) -> int:
         return self.cfg.model.latent_dim
 
+    def _eval_stamp(self) -> tuple[int, int] | None:
+        try:
+            st = (self.run / EVAL_FILE).stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def refresh(self) -> None:
+        """Read ``eval.json`` again when it changed (a ``mixvae evaluate`` while the app runs)."""
+        stamp = self._eval_stamp()
+        if stamp != self._eval_seen:
+            self._eval_seen = stamp
+            self.evaluation = read_eval(self.run)
+            if self.assigned is not None:
+                self.assigned.matched_class = matched_classes(self.evaluation)
+
     def matched(self, k: int) -> str | None:
+        self.refresh()
         names = self.assigned.matched_class if self.assigned is not None else None
         return names[k] if names else None
 
@@ -230,7 +252,7 @@ class Explorer:
             probs = self.module.predict_proba(x)[0].cpu()
             mu, _ = self.module.encode(x)  # (K, 1, L)
             recon = _to_uint8(self.module.decode(mu)[:, 0], self.shape)  # (K, *shape)
-            score = -float(log_likelihood(self.module, image[None], 1, binarize=self.cfg.train.binarize,
+            score = -float(log_likelihood(self.module, image[None], self.iw_samples, binarize=self.cfg.train.binarize,
                                           device=dev)[0])
         return Routed([float(p) for p in probs], score, recon)
 
@@ -251,6 +273,10 @@ class Explorer:
 
     def map(self, log: Callable[[str], None] | None = None) -> np.ndarray:
         """(N, 2) map of the images; computed once for these weights and kept in the run folder."""
+        with self.map_lock:
+            return self._map_once(log)
+
+    def _map_once(self, log: Callable[[str], None] | None) -> np.ndarray:
         if self._map is not None:
             return self._map
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import warnings
 from typing import Any
 
 import numpy as np
@@ -46,9 +47,14 @@ def upload_image(raw: bytes, cfg: Any) -> np.ndarray:
     if not raw:
         raise BadImage("the upload is empty; expected a PNG, JPEG, BMP or GIF file")
     try:
-        with Image.open(io.BytesIO(raw)) as pil:  # reads the header only
-            w, h = pil.size
-            kind = pil.format
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(raw)) as pil:  # reads the header only
+                w, h = pil.size
+                kind = pil.format
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own limit, met first
+        raise BadImage(f"the image declares more pixels than Pillow decodes safely, over the limit of {MAX_PIXELS} "
+                       "pixels", 413) from None
     except (UnidentifiedImageError, OSError, ValueError):
         raise BadImage("the upload is not an image; expected a PNG, JPEG, BMP or GIF file") from None
     if kind not in ("PNG", "JPEG", "BMP", "GIF"):
@@ -67,7 +73,7 @@ def pixels_image(raw: bytes, shape: tuple[int, ...]) -> np.ndarray:
     try:
         body = json.loads(raw)
         pixels = np.asarray(body["pixels"], dtype=np.float64)
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, RecursionError):  # RecursionError: JSON nested thousands deep
         raise BadImage('the body is not {"pixels": [[...], ...]} with numbers in 0..255') from None
     if pixels.shape != tuple(shape):
         raise BadImage(f"the pixels have shape {pixels.shape}, but the model takes {tuple(shape)} images")

@@ -78,6 +78,9 @@ def _explore_parsers(sub: Any) -> None:
     v.add_argument("run", type=Path, help="a run folder, or a folder written by MixtureVAE.save")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     v.add_argument("--port", type=int, default=8000)
+    v.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="a name (or address) requests may use to reach the app besides 127.0.0.1, localhost and "
+                        "--host; others get 403 (DNS rebinding)")
     v.add_argument("--device", default="cpu")
 
 

@@ -103,10 +103,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          "(use mixvae predict, assign, evaluate or sample on a run on vectors)")
     listen(lambda: check_address(args.host, args.port))  # before the model is loaded
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"mixvae: warning: serving on {args.host}: anyone who can reach this machine can use the app",
-              file=sys.stderr)
+        print(f"mixvae: warning: serving on {args.host}: anyone who can reach this machine can use the app"
+              + (" (requests must name an --allow-host NAME or a loopback address)" if args.host in ("0.0.0.0", "::")
+                 else ""), file=sys.stderr)
     explorer = Explorer.open(args.run, device=args.device, log=lambda m: print(m, file=sys.stderr))
-    server = listen(lambda: make_server(create_app(explorer), args.host, args.port))
+    allowed = (*([] if args.host in ("0.0.0.0", "::") else [args.host]), *args.allow_host)
+    server = listen(lambda: make_server(create_app(explorer, allowed), args.host, args.port))
     print(f"mixvae: serving {args.run} at http://{args.host}:{server.server_port}/ (Ctrl-C stops)", file=sys.stderr)
     try:
         server.serve_forever()

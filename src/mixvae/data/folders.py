@@ -7,6 +7,7 @@ when any image has colour, unless grayscale is asked for), sub-folder names as l
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, cast
 
@@ -23,13 +24,19 @@ GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"
 
 
 def _find_image_files(folder: Path) -> list[Path]:
-    found = []
+    """The image files under ``folder``; a file that is (or sits under) a link leading outside the
+    folder is skipped with a warning: training, ``assign`` and the app read nothing outside it."""
+    found, outside = [], []
+    root = folder.resolve()
     for path in folder.rglob("*"):
         rel = path.relative_to(folder)
         if any(part.startswith(".") for part in rel.parts):
             continue
         if path.suffix.lower() in IMAGE_EXTENSIONS and path.is_file():
-            found.append(path)
+            (found if path.resolve().is_relative_to(root) else outside).append(path)
+    if outside:
+        warnings.warn(f"{len(outside)} image file(s) under {folder} link outside it and are skipped "
+                      f"(the first: {outside[0].relative_to(folder)})", stacklevel=3)
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
@@ -38,7 +45,6 @@ def read_image(path: Path, image_size: int | tuple[int, int] | None, mode: str =
     (``mode`` "RGB"), resized (bilinear) to ``image_size``: a side length, an (H, W) pair, or None
     to keep its size."""
     from PIL import Image  # Pillow only when an image file is read: `mixvae.data` stays light
-
 
     if isinstance(image_size, int):
         image_size = (image_size, image_size)

@@ -1,0 +1,249 @@
+"""``mixvae serve`` against hostile requests: every one gets a 4xx (or 503 when busy) with a
+one-line message, never a 5xx, and the server keeps serving; the app's outlier score is
+``assign``'s; a new ``eval.json`` is read without a restart; the map is computed once."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("flask")
+
+from mixvae.app import Explorer, create_app, make_server
+from mixvae.app.guard import allowed_host, same_origin
+from mixvae.app.images import MAX_UPLOAD_BYTES
+from mixvae.assign import assign
+from mixvae.cli import main
+from mixvae.runfolder import EVAL_FILE
+
+from test_app import png, post_file
+from test_assign import png_folder, train_tiny
+
+
+@pytest.fixture(scope="module")
+def guarded(tmp_path_factory):
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("guard")
+    folder, files = png_folder(root)
+    run = train_tiny(folder, root / "run")
+    explorer = Explorer.open(run, log=lambda m: None)
+    return explorer, create_app(explorer, ("box.lan",)), folder, files
+
+
+def png_header(width: int, height: int) -> bytes:
+    """A PNG whose header declares width x height grey pixels, with one empty data chunk: what a
+    decompression bomb's first bytes look like (Pillow reads the size from here)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_a_decompression_bomb_gets_413_not_500(guarded) -> None:
+    _, app, _, _ = guarded
+    answer = post_file(app.test_client(), png_header(20000, 20000))
+    assert answer.status_code == 413 and "pixels" in answer.get_json()["error"]
+
+
+def test_json_nested_thousands_deep_gets_400(guarded) -> None:
+    _, app, _, _ = guarded
+    body = '{"pixels": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    answer = app.test_client().post("/api/route", data=body, content_type="application/json")
+    assert answer.status_code == 400 and "pixels" in answer.get_json()["error"]
+
+
+@pytest.mark.parametrize("host", ["evil.example:8000", "evil.example", "127.0.0.1.evil.example", "[::2]:80", ""])
+def test_a_host_that_is_not_the_apps_gets_403(guarded, host: str) -> None:
+    _, app, _, _ = guarded
+    for url in ("/api/map", "/", "/image/0.png"):
+        answer = app.test_client().get(url, headers={"Host": host})
+        assert answer.status_code == 403, (host, url)
+        assert b"Host" in answer.data
+
+
+@pytest.mark.parametrize("host", ["localhost", "127.0.0.1:8000", "[::1]:8000", "box.lan:8000", "BOX.LAN"])
+def test_the_apps_own_names_are_served(guarded, host: str) -> None:
+    _, app, _, _ = guarded
+    assert app.test_client().get("/api/map", headers={"Host": host}).status_code == 200
+
+
+def test_a_post_from_another_sites_page_gets_403(guarded) -> None:
+    ex, app, _, _ = guarded
+    client = app.test_client()
+    image = png(np.zeros(ex.shape, np.uint8))
+    for kind in ("text/plain", "application/octet-stream", "image/png"):
+        answer = client.post("/api/route", data=image, content_type=kind,
+                             headers={"Origin": "http://evil.example"})
+        assert answer.status_code == 403, kind
+    same = client.post("/api/route", data=image, content_type="image/png", headers={"Origin": "http://localhost"})
+    assert same.status_code == 200
+    assert client.post("/api/route", data=image, content_type="image/png").status_code == 200  # no Origin: not a page
+
+
+def test_the_host_and_origin_rules() -> None:
+    assert allowed_host("localhost:5000", ()) and allowed_host("[::1]", ()) and not allowed_host(None, ())
+    assert allowed_host("my.box:1", ("MY.box",)) and not allowed_host("my.box.evil:1", ("my.box",))
+    assert same_origin(None, "localhost:1") and same_origin("http://localhost:1", "localhost:1")
+    assert not same_origin("http://localhost:2", "localhost:1") and not same_origin("null", "localhost:1")
+    assert not same_origin("file://localhost:1", "localhost:1")
+
+
+@pytest.fixture(scope="module")
+def server(guarded):
+    _, app, _, _ = guarded
+    srv = make_server(app, "127.0.0.1", 0)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield srv.server_port
+    srv.shutdown()
+    srv.server_close()
+
+
+def _post_chunked(port: int, body: bytes, size: int = 65536) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/api/route", body=(body[i:i + size] for i in range(0, len(body), size)),
+                     headers={"Content-Type": "image/png"}, encode_chunked=True)
+        answer = conn.getresponse()
+        return answer.status, answer.read()
+    finally:
+        conn.close()
+
+
+def test_a_chunked_upload_over_the_limit_gets_413_and_one_within_is_read_whole(guarded, server) -> None:
+    ex, _, _, _ = guarded
+    status, body = _post_chunked(server, b"\0" * (MAX_UPLOAD_BYTES + 1))
+    assert status == 413 and b"over the limit" in body
+    image = png(np.full(ex.shape, 200, np.uint8))
+    status, body = _post_chunked(server, image + b"\0" * (MAX_UPLOAD_BYTES - len(image)), size=1000)
+    assert status == 200, body  # a PNG with trailing bytes, exactly at the limit: read whole
+    status, body = _post_chunked(server, image, size=7)
+    assert status == 200 and json.loads(body)["expert"] in range(ex.n_experts)
+
+
+def test_when_every_slot_is_taken_an_upload_gets_503_then_is_served(guarded, monkeypatch) -> None:
+    from mixvae.app import guard
+
+    ex, _, _, _ = guarded
+    monkeypatch.setattr(guard, "SLOT_WAIT_SECONDS", 0.05)
+    monkeypatch.setattr(guard.Slots.__init__, "__defaults__", (1, 0.05))
+    app = create_app(ex)
+    slots = app.extensions["mixvae.slots"]
+    assert slots.take()  # someone else's upload
+    image = png(np.zeros(ex.shape, np.uint8))
+    busy = app.test_client().post("/api/route", data=image, content_type="image/png")
+    assert busy.status_code == 503 and busy.headers["Retry-After"] == "5"
+    slots.give()
+    assert app.test_client().post("/api/route", data=image, content_type="image/png").status_code == 200
+    assert slots.take()  # every request gave its slot back
+    slots.give()
+
+
+def test_the_apps_outlier_score_is_assigns(guarded, tmp_path: Path) -> None:
+    ex, app, _, files = guarded
+    from mixvae.kinds.images import read_file
+
+    image = read_file(files[3], ex.cfg)
+    ours = app.test_client().post("/api/route", data=png(image), content_type="image/png").get_json()
+    theirs = assign(ex.module, image[None], ["x"], binarize=ex.cfg.train.binarize)
+    assert ours["outlier_score"] == pytest.approx(float(theirs.outlier_score[0]), rel=1e-9)
+    assert ex.assigned is not None
+    trained = assign(ex.module, ex.images, ex.sources, binarize=ex.cfg.train.binarize)
+    np.testing.assert_allclose(ex.assigned.outlier_score, trained.outlier_score, rtol=1e-9)
+
+
+def test_a_new_evaluation_names_the_classes_without_a_restart(guarded) -> None:
+    ex, app, _, _ = guarded
+    (ex.run / EVAL_FILE).unlink(missing_ok=True)
+    ex.refresh()
+    assert ex.matched(0) is None
+    assert main(["evaluate", str(ex.run)]) == 0
+    assert ex.matched(0) is not None
+    page = app.test_client().get("/").data.decode()
+    assert all(f"{ex.matched(k)}" in page for k in range(ex.n_experts))
+
+
+def test_the_map_is_computed_once_however_many_ask(guarded, monkeypatch) -> None:
+    from mixvae.app import explorer as explorer_module
+
+    ex, _, _, _ = guarded
+    calls = []
+    real = explorer_module.embed
+
+    def slow_embed(features: np.ndarray, seed: int = 0):
+        calls.append(1)
+        threading.Event().wait(0.2)
+        return real(features, seed)
+
+    monkeypatch.setattr(explorer_module, "embed", slow_embed)
+    ex._map = None
+    (ex.run / "map.npz").unlink(missing_ok=True)
+    maps: list[np.ndarray] = []
+    threads = [threading.Thread(target=lambda: maps.append(ex.map())) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and len(maps) == 3 and all(m is maps[0] for m in maps)
+
+
+def test_the_server_survives_the_attack_corpus(guarded, server) -> None:
+    """Every hostile request above, and a few more, on the real server: no 5xx, still answering."""
+    ex, _, _, _ = guarded
+    corpus = [
+        ("POST", "/api/route", png_header(20000, 20000), {"Content-Type": "image/png"}),
+        ("POST", "/api/route", b'{"pixels": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", {"Content-Type": "application/json"}),
+        ("GET", "/api/map", b"", {"Host": "evil.example"}),
+        ("POST", "/api/route", png(np.zeros(ex.shape, np.uint8)), {"Content-Type": "text/plain",
+                                                                     "Origin": "http://evil.example"}),
+        ("GET", "/figure/..%2f..%2fconfig.yaml", b"", {}),
+        ("GET", "/image/99999999.png", b"", {}),
+        ("GET", "/decode/0.png?z=nan", b"", {}),
+        ("POST", "/api/route", b"GIF89a" + b"\xff" * 100, {"Content-Type": "image/gif"}),
+        ("POST", "/api/route", b"", {"Content-Type": "multipart/form-data; boundary=x"}),
+        ("POST", "/api/route", b"\0" * 10, {"Content-Type": "application/json", "Content-Length": "999999999"}),
+    ]
+    for method, url, body, headers in corpus:
+        conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+        try:
+            conn.request(method, url, body=body or None, headers=headers)
+            status = conn.getresponse().status
+        except (ConnectionError, http.client.HTTPException):
+            status = 0  # the server closed a connection that lied about its length: not an answer, not a crash
+        finally:
+            conn.close()
+        assert status == 0 or 400 <= status < 500, (url, headers, status)
+    conn = http.client.HTTPConnection("127.0.0.1", server, timeout=30)
+    conn.request("GET", "/api/map")
+    assert conn.getresponse().status == 200
+    conn.close()
+
+
+def test_links_leading_outside_the_folder_are_skipped_with_a_warning(tmp_path: Path) -> None:
+    from PIL import Image
+
+    from mixvae.data import image_files, load
+
+    folder, files = png_folder(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(outside / "secret.png")
+    first_class = files[0].parent
+    (first_class / "zz-secret.png").symlink_to(outside / "secret.png")
+    (folder / "linked").symlink_to(outside, target_is_directory=True)
+    (first_class / "zz-inside.png").symlink_to(files[1])  # a link within the folder is an image of it
+    with pytest.warns(UserWarning, match=r"link outside it and are skipped"):
+        found = image_files(folder)
+    assert sorted(found) == sorted([*files, first_class / "zz-inside.png"])
+    assert all(f.resolve().is_relative_to(folder.resolve()) for f in found)
+    with pytest.warns(UserWarning, match=r"link outside"):
+        assert len(load(str(folder)).images) == len(files) + 1
