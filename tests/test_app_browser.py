@@ -207,3 +207,29 @@ def test_the_map_draws_every_image(site, shots):
     errors = [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert not errors, errors
     driver.save_screenshot(str(shots / "map.png"))
+
+
+def test_a_failed_upload_leaves_no_old_answer_and_clear_clears_everything(site):
+    base, ex, driver, root, files = site
+    driver.get(base + "/try")
+    driver.find_element(By.ID, "file").send_keys(str(files[2]))
+    wait_for(lambda: chart(driver))
+    seen = driver.find_element(By.ID, "seen")
+    assert seen.is_displayed() and seen.get_attribute("src").startswith("data:image/png;base64,")
+    uploaded = driver.execute_script(  # the upload is drawn on the canvas: its centre is not the blank black
+        "const c = document.getElementById('canvas'); return Array.from("
+        "c.getContext('2d').getImageData(0, 0, c.width, c.height).data).some((v, i) => i % 4 !== 3 && v > 0);")
+    assert uploaded is (bool(np.asarray(Image.open(files[2])).any()))
+    bad = root / "broken.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    driver.find_element(By.ID, "file").send_keys(str(bad))
+    wait_for(lambda: driver.find_element(By.ID, "message").text)
+    assert chart(driver) is None and driver.find_element(By.ID, "score").text == "–"
+    assert not driver.find_elements(By.CSS_SELECTOR, "#recons img") and not driver.find_elements(By.ID, "seen")
+    driver.find_element(By.ID, "file").send_keys(str(files[3]))
+    wait_for(lambda: chart(driver))
+    assert driver.find_element(By.ID, "message").text == ""
+    driver.find_element(By.ID, "clear").click()
+    assert chart(driver) is None and driver.find_element(By.ID, "score").text == "–"
+    assert not driver.find_elements(By.CSS_SELECTOR, "#recons img") and not driver.find_elements(By.ID, "seen")
+    assert driver.execute_script("return document.getElementById('file').value") == ""

@@ -3,6 +3,7 @@ Pillow's ``convert("L")`` does; grayscale data loads exactly as before."""
 
 from __future__ import annotations
 
+import importlib.util
 import re
 from pathlib import Path
 
@@ -157,6 +158,11 @@ def test_colour_round_trip_folder_model_figures_predict(tmp_path):
     est = MixtureVAE.load(run)
     np.testing.assert_allclose(est.predict_proba(x[:5]).sum(1), 1, rtol=1e-5)
     assert est.sample(2)[0].shape == (2, 32, 32, 3)
+    if importlib.util.find_spec("flask") is not None:  # the app's Try page names the conversion: colour
+        from mixvae.app import Explorer, create_app
+
+        page = create_app(Explorer.open(run, log=lambda m: None)).test_client().get("/try").data.decode()
+        assert "(colour, resized to 32×32)" in page and "grayscale" not in page
 
 
 def test_grayscale_flag_trains_on_luma_and_predict_converts_colour_files(tmp_path, capsys):

@@ -32,7 +32,22 @@ const mixvae = (() => {
     $("#zero").addEventListener("click", () => { sliders.forEach((s) => { s.value = 0; }); redraw(); });
   }
 
+  function clearRouting() {
+    const chart = $("#chart");
+    chart.innerHTML = "";
+    delete chart.dataset.probabilities;
+    $("#score").textContent = "–";
+    $("#recons").innerHTML = "";
+    $("#seen-box").hidden = true;
+    $("#seen")?.remove();
+  }
+
   function showRouting(answer) {
+    const box = $("#seen-box");
+    const seen = $("#seen") || box.appendChild(Object.assign(document.createElement("img"),
+      {id: "seen", alt: "the image as the model takes it"}));
+    seen.src = answer.image;  // the image as the model takes it
+    box.hidden = false;
     const chart = $("#chart");
     chart.innerHTML = "";
     chart.dataset.probabilities = JSON.stringify(answer.probabilities);
@@ -60,16 +75,17 @@ const mixvae = (() => {
   async function send(body, headers) {
     const message = $("#message");
     const r = await fetch("/api/route", {method: "POST", body, headers});
-    const answer = await r.json();
-    if (!r.ok) { message.textContent = answer.error; return; }
+    const answer = await r.json().catch(() => ({error: `the app answered ${r.status}`}));
+    if (!r.ok) { clearRouting(); message.textContent = answer.error; return; }  // never an old answer beside it
     message.textContent = "";
     showRouting(answer);
   }
 
   function tryPage() {
     const canvas = $("#canvas"), ctx = canvas.getContext("2d");
-    const clear = () => { ctx.fillStyle = "black"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
-    clear();
+    const blank = () => { ctx.fillStyle = "black"; ctx.fillRect(0, 0, canvas.width, canvas.height); };
+    const clear = () => { blank(); clearRouting(); $("#message").textContent = ""; $("#file").value = ""; };
+    blank();
     ctx.strokeStyle = "white"; ctx.lineWidth = 22; ctx.lineCap = "round"; ctx.lineJoin = "round";
     let last = null;
     const at = (e) => {
@@ -97,6 +113,16 @@ const mixvae = (() => {
       if (!file) return;
       const form = new FormData();
       form.append("image", file, file.name);
+      const shown = new Image();  // the upload on the canvas, as it is, until the answer shows the model's view
+      shown.onload = () => {
+        blank();
+        const s = Math.min(canvas.width / shown.width, canvas.height / shown.height);
+        ctx.drawImage(shown, (canvas.width - shown.width * s) / 2, (canvas.height - shown.height * s) / 2,
+          shown.width * s, shown.height * s);
+        URL.revokeObjectURL(shown.src);
+      };
+      shown.onerror = () => URL.revokeObjectURL(shown.src);
+      shown.src = URL.createObjectURL(file);
       send(form);
     });
   }
