@@ -49,6 +49,17 @@ def _file_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
+def _weights_digest(path: Path) -> str:
+    """The digest of a weights file's tensors (its metadata names the run's data path: left out)."""
+    from safetensors.numpy import load_file
+
+    tensors = load_file(str(path))
+    h = hashlib.sha256()
+    for key in sorted(tensors):
+        h.update(key.encode() + np.ascontiguousarray(tensors[key]).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _colour_folder(root: Path) -> None:
     from PIL import Image
     rng = np.random.default_rng(0)
@@ -73,7 +84,7 @@ def run(out: Path, skip: set[str], threads: int) -> dict:
             r = tmp_path / "mnist"
             _mixvae("train", "--data", "mnist", "--seed", "0", "--threads", t, "--quiet", "--out", str(r))
             _mixvae("evaluate", str(r))
-            result["mnist"] = {"eval": _eval(r), "weights": _file_digest(r / "model.safetensors")}
+            result["mnist"] = {"eval": _eval(r), "weights": _weights_digest(r / "model.safetensors")}
         if "colour" not in skip:
             folder = tmp_path / "colour-images"
             _colour_folder(folder)
@@ -85,7 +96,7 @@ def run(out: Path, skip: set[str], threads: int) -> dict:
             _mixvae("evaluate", str(r))
             _mixvae("assign", str(r), "--data", str(folder), "--out", str(tmp_path / "colour.csv"), "--quiet")
             _mixvae("sample", str(r), "--per-expert", "4", "--out", str(tmp_path / "colour.png"))
-            result["colour"] = {"eval": _eval(r), "eval_iw": iw, "weights": _file_digest(r / "model.safetensors"),
+            result["colour"] = {"eval": _eval(r), "eval_iw": iw, "weights": _weights_digest(r / "model.safetensors"),
                                 "predict": _output(tmp_path, "predict", str(r), *map(str, sorted(folder.rglob("*.png"))[:5])),
                                 "assign": _file_digest(tmp_path / "colour.csv"),
                                 "sample": _file_digest(tmp_path / "colour.png")}
@@ -104,7 +115,7 @@ def run(out: Path, skip: set[str], threads: int) -> dict:
             _mixvae("evaluate", str(r))
             _mixvae("sample", str(r), "--per-expert", "3", "--out", str(tmp_path / "samples.csv"))
             _mixvae("assign", str(r), "--data", str(table), "--out", str(tmp_path / "digits-assign.csv"), "--quiet")
-            result["csv"] = {"eval": _eval(r), "eval_iw": iw, "weights": _file_digest(r / "model.safetensors"),
+            result["csv"] = {"eval": _eval(r), "eval_iw": iw, "weights": _weights_digest(r / "model.safetensors"),
                              "predict": _output(tmp_path, "predict", str(r), str(table)),
                              "sample": _file_digest(tmp_path / "samples.csv"),
                              "assign": _file_digest(tmp_path / "digits-assign.csv")}
