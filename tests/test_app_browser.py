@@ -210,7 +210,7 @@ def test_the_map_draws_every_image(site, shots):
 
 
 def test_a_failed_upload_leaves_no_old_answer_and_clear_clears_everything(site):
-    base, ex, driver, root, files = site
+    base, _, driver, root, files = site
     driver.get(base + "/try")
     driver.find_element(By.ID, "file").send_keys(str(files[2]))
     wait_for(lambda: chart(driver))

@@ -26,7 +26,8 @@ GRAY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F"
 def _find_image_files(folder: Path) -> list[Path]:
     """The image files under ``folder``; a file that is (or sits under) a link leading outside the
     folder is skipped with a warning: training, ``assign`` and the app read nothing outside it."""
-    found, outside = [], []
+    found: list[Path] = []
+    outside: list[Path] = []
     root = folder.resolve()
     for path in folder.rglob("*"):
         rel = path.relative_to(folder)
