@@ -561,22 +561,34 @@ def piecewise() -> str:
 
 
 def piecewise_values() -> dict[str, str]:
-    methods = load("piecewise.json")["results"]["two_parabolas"]["methods"]
-    three = load("piecewise.json")["results"]["step_line_parabola"]["methods"]
-    gaussian = methods["mixture of experts (gaussian loss)"]
-    worst = gaussian["split_error"]["worst_seed"]
-    stuck = gaussian["per_seed"][worst]
+    results = load("piecewise.json")["results"]
+    methods = results["two_parabolas"]["methods"]
     mse = {name: m["test_mse"] for name, m in methods.items()}
-    moe = methods["mixture of experts (moe loss)"]
+    moe, post = "mixture of experts (moe loss)", "post's mixture of experts (MLP experts, moe loss)"
+
+    def within(function: str, method: str = moe) -> str:
+        m = results[function]["methods"][method]
+        return f"{m['seeds_within_0.05']} of 5 seeds (worst {m['split_error']['worst']:.3f})"
+
+    three = results["step_line_parabola"]["methods"]
+    k4 = results["two_parabolas_k4"]["methods"][moe]
     return {
-        "piecewise.moe": f"{mse['mixture of experts (moe loss)']['mean']:.4f} +/- "
-                         f"{mse['mixture of experts (moe loss)']['std']:.4f}",
+        "piecewise.moe": f"{mse[moe]['mean']:.4f} +/- {mse[moe]['std']:.4f}",
+        "piecewise.post": f"{mse[post]['mean']:.4f} +/- {mse[post]['std']:.4f}",
         "piecewise.mlp": f"{mse['one MLP']['mean']:.4f}",
         "piecewise.kmeans": f"{mse['k-means on x + one MLP per cluster']['mean']:.4f}",
-        "piecewise.split_worst": f"{moe['split_error']['worst']:.3f}",
-        "piecewise.gaussian_stuck": f"x = {stuck['splits'][0]:.3f} in seed {worst}",
-        "piecewise.three.gaussian": f"{three['mixture of experts (gaussian loss)']['test_mse']['mean']:.4f}",
-        "piecewise.three.kmeans": f"{three['k-means on x + one MLP per cluster']['test_mse']['mean']:.4f}",
+        "piecewise.split_worst": f"{methods[moe]['split_error']['worst']:.3f}",
+        "piecewise.three": within("step_line_parabola"),
+        "piecewise.three.mse": f"{three[moe]['test_mse']['mean']:.4f}",
+        "piecewise.three.post": within("step_line_parabola", post),
+        "piecewise.three.post_unused": str(max(r["unused"] for r in three[post]["per_seed"])),
+        "piecewise.uneven": within("uneven_two_pieces"),
+        "piecewise.uneven.post": within("uneven_two_pieces", post),
+        "piecewise.kink": within("uneven_kink"),
+        "piecewise.kink.gaussian": within("uneven_kink", "mixture of experts (gaussian loss)"),
+        "piecewise.kink.post": within("uneven_kink", post),
+        "piecewise.k4": within("two_parabolas_k4"),
+        "piecewise.k4.unused": str(min(r["unused"] for r in k4["per_seed"])),
     }
 
 
@@ -620,7 +632,30 @@ def app_values() -> dict[str, str]:
     }
 
 
+def gpu() -> str:
+    """benchmarks/gpu.py: the MNIST default per device (every gpu*.json result file)."""
+    rows = []
+    for path in sorted(RESULTS.glob("gpu*.json")):
+        d = json.loads(path.read_text())
+        for r in d["rows"]:
+            device = r["device"] + (f" ({r['gpu']})" if r.get("gpu") else "")
+            peak = f"{r['peak_gpu_memory_mib']:,}" if r.get("peak_gpu_memory_mib") is not None else "-"
+            copies = (f"{r['host_copies_per_step']:g} ({r['host_bytes_per_step'] / 1024:.0f} KiB)"
+                      if r["device"] != "cpu" else "none (the host)")
+            rows.append([r["recipe"], device, f"{r['images']:,}", r["epochs"], f"{r['seconds']:.0f}",
+                         f"{r['seconds_per_epoch']:.1f}", f"{r['test_acc']:.4f}", peak, copies,
+                         f"{r['load_average']['start'][0]:.1f}", d["code"]])
+    return table(["recipe", "device", "training images", "epochs", "seconds", "s/epoch", "test ACC",
+                  "peak GPU MiB", "host copies/step", "load at start", "code"], rows)
+
+
+def gpu_values() -> dict[str, str]:
+    notes = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("gpu*.json"))]
+    return {"gpu.note": "; ".join(f"{d['note']} ({d['machine']})" for d in notes) or "not run"}
+
+
 TABLES: dict[str, Callable[[], str]] = {
+    "gpu": gpu,
     "piecewise": piecewise, "distributed": distributed,
     "scale": scale, "approximate-graph": approximate_graph,
     "seed-preset": seed_preset, "speed": speed, "speed-conv": speed_conv, "colour-speed": colour_speed,
@@ -633,7 +668,8 @@ TABLES: dict[str, Callable[[], str]] = {
 }
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     mnist_values, mnist_conv_values, no_repair_values, fashion_values, fashion_conv_values, neighbour_values, fashion_sl3e10_values,
-    scale_values, demo_values, cost_values, seed_preset_values, piecewise_values, speed_conv_values, app_values)
+    scale_values, demo_values, cost_values, seed_preset_values, piecewise_values, speed_conv_values, app_values,
+    gpu_values)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import tables_mutation

@@ -8,9 +8,9 @@ The function is made of two parabolas that meet, with a jump, at x' = 0::
 plus N(0, 0.05^2) noise, with x uniform on [-1, 3] (``mixvae.regression.make_two_parabolas``).
 Three quarters of the inputs lie right of the split, so k-means on x puts its split x'' near 1,
 half-way between its two centres. A manager and two experts trained together with the post's
-loss sum_k p_k (y - y_k)^2 put it at x'. The top panel shows the data, both splits and each
-expert's curve (solid where the manager chooses it); the bottom panel the manager's probability
-of each expert.
+loss sum_k p_k (y - y_k)^2 put it at x' (the model's ``split_points_``; its experts are
+quadratics by default). The top panel shows the data, both splits and each expert's curve (solid
+where the manager chooses it); the bottom panel the manager's probability of each expert.
 
     python examples/two_parabolas.py            # writes docs/images/two_parabolas.png
 """
@@ -27,7 +27,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from mixvae import MixtureOfExperts
-from mixvae.regression import TWO_PARABOLAS_SPLIT, make_two_parabolas, split_points
+from mixvae.regression import TWO_PARABOLAS_SPLIT, make_two_parabolas
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,7 +44,7 @@ def main() -> None:
     centres = np.sort(KMeans(n_clusters=2, n_init=10, random_state=args.seed).fit(X).cluster_centers_.ravel())
     kmeans_split = centres.mean()
     model = MixtureOfExperts(random_state=args.seed).fit(X, y)
-    learned = split_points(model, -1, 3)
+    learned = model.split_points_  # where the manager's most probable expert changes
     print(f"true split {TWO_PARABOLAS_SPLIT:.3f}, k-means split {kmeans_split:.3f}, learned split(s) "
           + ", ".join(f"{s:.3f}" for s in learned))
 

@@ -13,7 +13,7 @@ post's data and :func:`split_points` reads the learned split off a fitted one-fe
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from mixvae.devices import cpu_draw
 from mixvae.nets import ExpertLinear, ExpertMLP, Manager, activation
-from mixvae.objectives import moe_loss
+from mixvae.objectives import balance, moe_loss
 
 __all__ = ["LOSSES", "TWO_PARABOLAS_SPLIT", "MixtureOfExperts", "MixtureOfExpertsModule", "make_two_parabolas",
            "split_points"]
@@ -67,19 +67,39 @@ LOSSES: dict[str, Callable[[torch.Tensor, torch.Tensor, torch.Tensor, float], to
 }
 
 
-class MixtureOfExpertsModule(nn.Module):
-    """K expert MLPs (batched weights, (K, in, out) per layer) and a manager MLP, as one module.
+class Powers(nn.Module):
+    """x (B, D) -> (x, x^2, ..., x^degree) of every feature, (B, D * degree); no cross terms."""
 
+    def __init__(self, degree: int):
+        super().__init__()
+        self.degree = degree
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([x ** d for d in range(1, self.degree + 1)], dim=1)  # (B, D * degree)
+
+    def extra_repr(self) -> str:
+        return f"degree={self.degree}"
+
+
+class MixtureOfExpertsModule(nn.Module):
+    """K experts (batched weights, (K, in, out) per layer) and a manager MLP, as one module.
+
+    Each expert is an MLP with ``expert_hidden`` hidden layers or, when ``expert_degree`` is an
+    int, a polynomial of that degree in each feature (linear in ``Powers(degree)(x)``).
     ``experts`` maps x (B, D) to each expert's prediction (K, B, 1); ``manager`` maps x to the
     routing logits (B, K).
     """
 
     def __init__(self, n_features: int, n_experts: int, expert_hidden: tuple[int, ...],
-                 manager_hidden: tuple[int, ...], act: str):
+                 manager_hidden: tuple[int, ...], act: str, expert_degree: int | None = None):
         super().__init__()
-        sizes = [n_features, *expert_hidden]
-        self.experts = nn.Sequential(ExpertMLP(n_experts, sizes, act, init="torch"),
-                                     ExpertLinear(n_experts, sizes[-1], 1, init="torch"))
+        if expert_degree is None:
+            sizes = [n_features, *expert_hidden]
+            self.experts = nn.Sequential(ExpertMLP(n_experts, sizes, act, init="torch"),
+                                         ExpertLinear(n_experts, sizes[-1], 1, init="torch"))
+        else:
+            self.experts = nn.Sequential(Powers(expert_degree),
+                                         ExpertLinear(n_experts, n_features * expert_degree, 1, init="torch"))
         self.manager = Manager(n_features, manager_hidden, n_experts, act, init="torch")
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -103,12 +123,24 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
 
     X and y are standardised at fit; ``sigma`` is in units of the standardised y.
 
+    By default each expert is a quadratic (``expert_degree=2``): an expert that cannot fit the
+    whole function alone makes the manager split where the function changes (flexible MLP
+    experts let one expert fit both pieces of a function, or left an expert unused, and the split
+    landed anywhere: BENCHMARKS.md, "Where to split"). For a fixed manager the loss is a weighted least-squares problem in a
+    polynomial expert's coefficients, so after every Adam pass the polynomial experts are set to
+    that solution (the M-step of Jordan and Jacobs's EM); Adam effectively trains the manager.
+    ``expert_degree=None`` gives the post's MLP experts (``expert_hidden``), trained by Adam.
+
     Parameters
     ----------
     n_experts : int, default=2
         K, the number of experts.
     expert_hidden : tuple of int, default=(16,)
-        Hidden layer widths of each expert MLP; ``()`` makes linear experts.
+        Hidden layer widths of each expert MLP, used when ``expert_degree`` is None; ``()``
+        makes linear experts.
+    expert_degree : int or None, default=2
+        Each expert is a polynomial of this degree in each (standardised) feature, without cross
+        terms, solved by weighted least squares after every pass; None: MLP experts.
     manager_hidden : tuple of int, default=(16,)
         Hidden layer widths of the manager MLP; ``()`` makes a softmax-linear manager.
     loss : {"moe", "gaussian"}, default="moe"
@@ -123,6 +155,13 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
         Samples per step; None uses the whole data set (full-batch Adam).
     learning_rate : float, default=0.01
         Adam's step size.
+    n_init : int, default=1
+        Restarts from new initial weights; the fit with the lowest final training loss is kept
+        (ignored with ``warm_start``).
+    balance_weight : float, default=0.0
+        Weight of the balance term KL(mean_i p(x_i) || uniform), which keeps every expert in use
+        early on; it falls linearly to 0 over the first half of the passes, so the final fit
+        optimises ``loss`` alone.
     warm_start : bool, default=False
         If True, ``fit`` continues from the current weights and scalers (with a fresh Adam).
     random_state : int, RandomState or None, default=None
@@ -136,7 +175,12 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
     x_scaler_, y_scaler_ : StandardScaler
         The standardisation of X and of y fitted at the first ``fit``.
     loss_curve_ : list of float
-        The mean training loss of each pass.
+        The mean training loss of each pass (of the restart that was kept).
+    training_loss_ : float
+        The final training loss (``loss`` alone) of the kept fit, in standardised units.
+    split_points_ : ndarray or None
+        With one feature, where the most probable expert changes between the smallest and the
+        largest training input (:func:`split_points`); None with more features.
     n_iter_ : int
         Passes run by the last ``fit``.
     n_features_in_ : int
@@ -147,17 +191,18 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
     >>> from mixvae.regression import MixtureOfExperts, make_two_parabolas, split_points
     >>> X, y = make_two_parabolas(500, random_state=0)
     >>> model = MixtureOfExperts(random_state=0).fit(X, y)  # doctest: +SKIP
-    >>> split_points(model, -1, 3)  # doctest: +SKIP
-    array([0.0...])
+    >>> model.split_points_  # doctest: +SKIP
+    array([0.00...])
     """
 
-    def __init__(self, n_experts: int = 2, expert_hidden: tuple[int, ...] = (16,),
+    def __init__(self, n_experts: int = 2, expert_hidden: tuple[int, ...] = (16,), expert_degree: int | None = 2,
                  manager_hidden: tuple[int, ...] = (16,), loss: str = "moe", sigma: float = 0.3,
                  activation: str = "tanh", max_iter: int = 2000, batch_size: int | None = None,
-                 learning_rate: float = 0.01, warm_start: bool = False,
+                 learning_rate: float = 0.01, n_init: int = 1, balance_weight: float = 0.0, warm_start: bool = False,
                  random_state: int | np.random.RandomState | None = None):
         self.n_experts = n_experts
         self.expert_hidden = expert_hidden
+        self.expert_degree = expert_degree
         self.manager_hidden = manager_hidden
         self.loss = loss
         self.sigma = sigma
@@ -165,6 +210,8 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
         self.max_iter = max_iter
         self.batch_size = batch_size
         self.learning_rate = learning_rate
+        self.n_init = n_init
+        self.balance_weight = balance_weight
         self.warm_start = warm_start
         self.random_state = random_state
 
@@ -175,39 +222,86 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
         warm = bool(self.warm_start) and hasattr(self, "module_")
         X, y = validate_data(self, X, y, reset=not warm, y_numeric=True, dtype=np.float64)  # (N, D), (N,)
         rng = check_random_state(self.random_state)
-        init_seed, order_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
         if not warm:
             self.x_scaler_ = StandardScaler().fit(X)
             self.y_scaler_ = StandardScaler().fit(y[:, None])
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(init_seed)
-                self.module_ = MixtureOfExpertsModule(
-                    X.shape[1], int(self.n_experts), tuple(self.expert_hidden), tuple(self.manager_hidden),
-                    self.activation).double()
-            self.loss_curve_: list[float] = []
         x = torch.from_numpy(self.x_scaler_.transform(X))  # (N, D)
         t = torch.from_numpy(self.y_scaler_.transform(y[:, None])[:, 0])  # (N,)
-        self._train(x, t, torch.Generator().manual_seed(order_seed))
+        best: tuple[float, MixtureOfExpertsModule, list[float]] | None = None
+        for _ in range(1 if warm else int(self.n_init)):  # restarts, ranked by final training loss
+            init_seed, order_seed = (int(s) for s in rng.randint(np.iinfo(np.int32).max, size=2))
+            if not warm:
+                self.module_ = self._new_module(X.shape[1], init_seed)
+                self.loss_curve_: list[float] = []
+            self._train(x, t, torch.Generator().manual_seed(order_seed))
+            final = self._final_loss(x, t)
+            if best is None or final < best[0]:
+                best = (final, self.module_, self.loss_curve_)
+        assert best is not None
+        self.training_loss_, self.module_, self.loss_curve_ = best
         self.n_iter_ = int(self.max_iter)
+        self.split_points_ = (split_points(self, float(X.min()), float(X.max())) if X.shape[1] == 1 else None)
         return self
 
+    def _new_module(self, n_features: int, seed: int) -> MixtureOfExpertsModule:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return MixtureOfExpertsModule(n_features, int(self.n_experts), tuple(self.expert_hidden),
+                                          tuple(self.manager_hidden), self.activation, self.expert_degree).double()
+
+    @torch.no_grad()
+    def _final_loss(self, x: torch.Tensor, t: torch.Tensor) -> float:
+        """The chosen loss on all the training data, without the balance term."""
+        logits, out = self.module_(x)  # (N, K), (K, N)
+        return float(LOSSES[self.loss](logits, out, t, float(self.sigma)))
+
     def _train(self, x: torch.Tensor, t: torch.Tensor, generator: torch.Generator) -> None:
-        """Adam on the chosen loss for ``max_iter`` passes; appends each pass's mean loss."""
+        """Adam on the chosen loss for ``max_iter`` passes; appends each pass's mean loss.
+
+        The balance term's weight falls linearly from ``balance_weight`` to 0 over the first half
+        of the passes; polynomial experts are set to their least-squares fit after every pass.
+        """
         loss_fn, sigma = LOSSES[self.loss], float(self.sigma)
         optimizer = torch.optim.Adam(self.module_.parameters(), lr=float(self.learning_rate))
         n = len(x)
         size = n if self.batch_size is None else min(int(self.batch_size), n)
-        for _ in range(int(self.max_iter)):
+        for step in range(int(self.max_iter)):
+            weight = float(self.balance_weight) * max(0.0, 1.0 - 2.0 * step / int(self.max_iter))
             order = cpu_draw(torch.randperm, n, generator=generator) if size < n else torch.arange(n, device="cpu")
             total = 0.0
             for idx in order.split(size):
                 logits, out = self.module_(x[idx])  # (B, K), (K, B)
                 loss = loss_fn(logits, out, t[idx], sigma)
+                if weight > 0:
+                    loss = loss + weight * balance(logits.softmax(1), "kl")
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
                 total += float(loss.detach()) * len(idx)
+            if self.expert_degree is not None:
+                self._solve_experts(x, t)
             self.loss_curve_.append(total / n)
+
+    @torch.no_grad()
+    def _solve_experts(self, x: torch.Tensor, t: torch.Tensor) -> None:
+        """Set each polynomial expert to its least-squares fit, weighted by the manager's routing.
+
+        For fixed routing the loss is sum_k sum_i w_ik (t_i - phi_i . beta_k)^2 (w = p for "moe",
+        the posterior responsibilities for "gaussian"), minimised by beta_k = (Phi^T W_k Phi)^-1
+        Phi^T W_k t; a tiny ridge keeps an expert with almost no weight well posed.
+        """
+        powers, linear = cast(Powers, self.module_.experts[0]), cast(ExpertLinear, self.module_.experts[1])
+        logits, out = self.module_(x)  # (N, K), (K, N)
+        if self.loss == "gaussian":
+            w = (logits.log_softmax(1) - 0.5 * ((t[:, None] - out.T) / float(self.sigma)) ** 2).softmax(1)
+        else:
+            w = logits.softmax(1)  # (N, K)
+        phi = torch.cat([torch.ones_like(x[:, :1]), powers(x)], dim=1)  # (N, P)
+        gram = torch.einsum("nk,np,nq->kpq", w, phi, phi)  # (K, P, P)
+        gram += 1e-8 * len(x) * torch.eye(phi.shape[1], dtype=x.dtype, device=x.device)
+        beta = torch.linalg.solve(gram, torch.einsum("nk,np,n->kp", w, phi, t))  # (K, P)
+        linear.bias.copy_(beta[:, None, :1])
+        linear.weight.copy_(beta[:, 1:, None])
 
     def _check_params(self) -> None:
         """One ValueError, in one sentence, for the first bad setting."""
@@ -227,6 +321,9 @@ class MixtureOfExperts(RegressorMixin, BaseEstimator):
             ("max_iter", count(self.max_iter), "an integer >= 1"),
             ("batch_size", self.batch_size is None or count(self.batch_size), "None or an integer >= 1"),
             ("learning_rate", _positive(self.learning_rate), "a number > 0"),
+            ("expert_degree", self.expert_degree is None or count(self.expert_degree), "None or an integer >= 1"),
+            ("n_init", count(self.n_init), "an integer >= 1"),
+            ("balance_weight", _positive(self.balance_weight) or self.balance_weight == 0, "a number >= 0"),
         ]
         for name, ok, expected in problems:
             if not ok:
