@@ -247,3 +247,34 @@ def test_links_leading_outside_the_folder_are_skipped_with_a_warning(tmp_path: P
     assert all(f.resolve().is_relative_to(folder.resolve()) for f in found)
     with pytest.warns(UserWarning, match=r"link outside"):
         assert len(load(str(folder)).images) == len(files) + 1
+
+
+def test_one_unreadable_file_is_reported_and_skipped_by_the_app_and_assign(tmp_path: Path, capsys) -> None:
+    torch.manual_seed(0)
+    folder, files = png_folder(tmp_path)
+    run = train_tiny(folder, tmp_path / "run")
+    broken = files[0].parent / "broken.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    said: list[str] = []
+    ex = Explorer.open(run, log=said.append)
+    assert ex.assigned is not None and len(ex.sources) == len(files)
+    assert "broken.png" not in " ".join(ex.sources)
+    assert any("1 of" in m and "cannot be read" in m and "broken.png" in m for m in said), said
+    page = create_app(ex).test_client().get("/").data.decode()
+    assert f"{len(files)} images" in page
+    out = tmp_path / "assigned.csv"
+    assert main(["assign", str(run), "--data", str(folder), "--out", str(out), "--quiet"]) == 0
+    rows = out.read_text().splitlines()[1:]
+    assert len(rows) == len(files) and not any(r.startswith(("broken", f"{files[0].parent.name}/broken")) for r in rows)
+    assert "cannot be read and are skipped" in capsys.readouterr().err
+
+
+def test_the_map_page_says_the_map_is_being_computed(guarded) -> None:
+    ex, app, _, _ = guarded
+    ex._map = None
+    (ex.run / "map.npz").unlink(missing_ok=True)
+    client = app.test_client()
+    assert f"computing the map of {len(ex.sources)} images" in client.get("/map").data.decode()
+    assert client.get("/api/map").status_code == 200
+    ex._map = None  # a new process: the map kept in the run folder is at hand
+    assert f"drawing {len(ex.sources)} points" in client.get("/map").data.decode()

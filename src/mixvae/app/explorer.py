@@ -28,7 +28,7 @@ from mixvae.data import DataError, image_files, load
 from mixvae.data.builtin import builtin_name
 from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, log_likelihood
-from mixvae.kinds.images import array_shape
+from mixvae.kinds.images import GreyImages, array_shape
 from mixvae.model import MixtureModule
 from mixvae.runfolder import EVAL_FILE, MAP_FILE, ROUTING_FILE, WEIGHTS_FILE, matched_classes, read_eval, read_metrics
 
@@ -144,7 +144,7 @@ class Explorer:
         images: Any | None = None
         sources: list[str] = []
         try:
-            images, sources = cls._training_images(cfg)
+            images, sources = cls._training_images(cfg, log)
         except (DataError, OSError) as e:
             log(f"mixvae: the app shows no members: the training images cannot be read ({e})")
         assigned = None
@@ -159,11 +159,17 @@ class Explorer:
         return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run), iw_samples)
 
     @staticmethod
-    def _training_images(cfg: RunConfig) -> tuple[Any | None, list[str]]:
+    def _training_images(cfg: RunConfig, log: Callable[[str], None]) -> tuple[Any | None, list[str]]:
         if cfg.data in ("", "array"):  # an estimator fitted on an array: nothing to show
             return None, []
         options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
-        images = load(cfg.data, "train", image_size=cfg.image_size, log=lambda m: None, **options).images
+        try:
+            images = load(cfg.data, "train", image_size=cfg.image_size, log=lambda m: None, **options).images
+        except DataError:  # an image folder with a file that does not read: the others, read as they are asked for
+            if builtin_name(cfg.data) is not None or not Path(cfg.data).expanduser().is_dir():
+                raise
+            sources, files_images, _ = GreyImages().collection(cfg.data, "train", cfg, log)
+            return files_images, sources
         if tuple(images.shape[1:]) != array_shape(cfg):
             return None, []
         path = Path(cfg.data).expanduser()
@@ -270,6 +276,16 @@ class Explorer:
             for start in range(0, len(self.images), 1000):
                 out.append(head(images_to_tensor(self.images, start, start + 1000).to(dev)).float().cpu())
         return torch.cat(out).numpy()
+
+    def map_ready(self) -> bool:
+        """Whether the map is at hand (computed, or kept in the run folder for these weights)."""
+        if self._map is not None:
+            return True
+        path = self.run / MAP_FILE
+        if not path.exists():
+            return False
+        with np.load(path) as cached:
+            return str(cached["weights_sha256"]) == _weights_digest(self.run) and len(cached["xy"]) == len(self.sources)
 
     def map(self, log: Callable[[str], None] | None = None) -> np.ndarray:
         """(N, 2) map of the images; computed once for these weights and kept in the run folder."""

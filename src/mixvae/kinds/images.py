@@ -18,7 +18,7 @@ from mixvae.data.formats import idx_kind
 from mixvae.kinds import arrays as inputs
 from mixvae.kinds.base import EvaluationError, Kind, Splits
 
-__all__ = ["ColourImages", "FileImages", "GreyImages", "array_shape", "as_images", "read_file"]
+__all__ = ["ColourImages", "FileImages", "GreyImages", "array_shape", "as_images", "read_file", "readable_files"]
 
 
 class GreyImages(Kind):
@@ -82,6 +82,7 @@ class GreyImages(Kind):
             files = image_files(path)
             if not files:
                 raise DataError(f"no images found in {path}; expected PNG/JPEG files")
+            files = readable_files(files, cfg, log)
             return [f.relative_to(path).as_posix() for f in files], FileImages(files, cfg), files
         shape = tuple(cfg.model.array_shape)
         options: dict[str, Any] = {"grayscale": True} if len(shape) == 2 else {}
@@ -130,6 +131,23 @@ def as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
 def array_shape(cfg: Any) -> tuple[int, ...]:
     """One input image of the run's model as an array: (H, W), or (H, W, C) for a colour model."""
     return tuple(cfg.model.array_shape)
+
+
+def readable_files(files: list[Path], cfg: Any, log: Callable[[str], None] | None = None) -> list[Path]:
+    """The files that read as the model's images (:func:`read_file`); one that does not is skipped
+    and reported through ``log``, never the whole set (DataError when none reads)."""
+    good, bad = [], []
+    for f in files:
+        try:
+            read_file(f, cfg)
+            good.append(f)
+        except DataError as e:
+            bad.append(str(e))
+    if bad and log:
+        log(f"mixvae: {len(bad)} of {len(files)} image files cannot be read and are skipped; the first: {bad[0]}")
+    if not good:
+        raise DataError(f"none of the {len(files)} image files can be read; the first: {bad[0]}")
+    return good
 
 
 def read_file(path: Path | Any, cfg: Any) -> np.ndarray:

@@ -129,7 +129,9 @@ const mixvae = (() => {
 
   async function mapPage() {
     const r = await fetch("/api/map");
-    const m = await r.json();
+    const m = await r.json().catch(() => ({error: `the app answered ${r.status}`}));
+    if (!r.ok) { $("#map-status").textContent = m.error; return; }
+    $("#map-status")?.remove();
     const K = Number(document.body.dataset.experts);
     // SVG up to SVG_POINTS images (drawn everywhere); WebGL above, where SVG is slow, when the browser
     // has it (?draw=svg asks for SVG whatever the size)
