@@ -85,6 +85,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    code = code_version()  # at the start: the code that runs
     present = gpu_name()
     devices = args.devices or (["cuda", "cpu"] if present else ["cpu"])
     note = f"GPU: {present}" if present else "no GPU present: CPU rows only"
@@ -98,7 +99,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     out = RESULTS / (f"gpu-{args.tag}.json" if args.tag else "gpu.json")
-    result = {"note": note, "machine": f"{machine()}, {os.cpu_count()} cores", "code": code_version(),
+    result = {"note": note, "machine": f"{machine()}, {os.cpu_count()} cores", "code": code,
               "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix()), *sys.argv[1:]]), "rows": rows}
     out.write_text(json.dumps(result, indent=2))
     print(out)
