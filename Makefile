@@ -21,9 +21,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/mixvae fetch mnist
 	$(BIN)/mixvae train --data mnist --out $(DEMO) --overwrite
-	$(BIN)/mixvae evaluate $(DEMO)
+	$(BIN)/mixvae evaluate $(DEMO) > $(DEMO)/table.txt
 	$(BIN)/mixvae sample $(DEMO) --per-expert 10 --out $(DEMO)/samples.png
 	@echo "figures: $(DEMO)/progress.png $(DEMO)/samples.png $(DEMO)/confusion.png"
+	@cat $(DEMO)/table.txt
 
 # ruff lints every Python file under the repository (src, tests, benchmarks, examples) except the
 # excluded folders of [tool.ruff] and .gitignore; mypy checks the files of [tool.mypy] (src).
