@@ -32,6 +32,12 @@ VARIANTS = (
                       "same computation as the default now)")),
     ("x-sl-entropy1-10seeds", "the same, 10 seeds"),
     ("x-conv-border-long", "convolutional manager, border fill, 4 times the images seen (stopped after 2 seeds)"),
+    ("x-budget2", "the default as it ships, twice the images seen (`train.budget_images=960000`), seeds 0-4"),
+    ("x-slthr95", "the same, self-labelling from routings above 0.95 instead of 0.99, seeds 0-4"),
+    ("x-nn20", "the same, 20 neighbours instead of 10, seeds 0-4"),
+    ("x-ent2", "the same, the consistency phase's spread weight 2 instead of 5, seeds 0-4"),
+    ("x-mlp", "the same with the dense manager (`model.manager_network=mlp`), seeds 0-4"),
+    ("x-lat5", "the same with 5 latent dimensions instead of 10, seeds 0-4"),
 )
 
 
