@@ -112,7 +112,7 @@ def chart(driver: Any) -> list[float] | None:
     return json.loads(raw) if raw else None
 
 
-@pytest.mark.parametrize("path", ["/", "/expert/0", "/expert/1", "/outliers", "/training", "/try"])
+@pytest.mark.parametrize("path", ["/", "/expert/0", "/expert/1", "/outliers", "/training", "/try", "/item/3"])
 def test_every_image_loads(site, shots, path):
     base, _, driver, _, _ = site
     driver.get(base + path)
@@ -233,3 +233,17 @@ def test_a_failed_upload_leaves_no_old_answer_and_clear_clears_everything(site):
     assert chart(driver) is None and driver.find_element(By.ID, "score").text == "–"
     assert not driver.find_elements(By.CSS_SELECTOR, "#recons img") and not driver.find_elements(By.ID, "seen")
     assert driver.execute_script("return document.getElementById('file').value") == ""
+
+
+def test_a_thumbnail_opens_its_images_page_and_its_neighbours_open_theirs(site):
+    base, ex, driver, _, _ = site
+    driver.get(base + "/outliers")
+    first = driver.find_element(By.CSS_SELECTOR, "a.thumb")
+    index = int(first.get_attribute("href").rsplit("/", 1)[1])
+    first.click()
+    wait_for(lambda: driver.current_url.endswith(f"/item/{index}"))
+    assert driver.find_element(By.TAG_NAME, "h1").text == ex.sources[index]
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#chart .bar")) == ex.n_experts
+    all_images_loaded(driver)
+    driver.find_element(By.CSS_SELECTOR, ".sub a").click()  # the expert it is routed to
+    wait_for(lambda: "/expert/" in driver.current_url)

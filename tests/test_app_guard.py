@@ -278,3 +278,32 @@ def test_the_map_page_says_the_map_is_being_computed(guarded) -> None:
     assert client.get("/api/map").status_code == 200
     ex._map = None  # a new process: the map kept in the run folder is at hand
     assert f"drawing {len(ex.sources)} points" in client.get("/map").data.decode()
+
+
+def test_an_images_own_page_shows_its_routing_reconstructions_and_neighbours(guarded) -> None:
+    import html
+    import re
+
+    from mixvae.neighbours import neighbour_graph
+
+    ex, app, _, files = guarded
+    client = app.test_client()
+    i = 5
+    assert "holds no neighbour graph" in client.get(f"/item/{i}").data.decode()
+    neighbour_graph(np.asarray(ex.images), 10, 8, "exact", run_dir=ex.run)  # what training keeps in the run folder
+    page = client.get(f"/item/{i}")
+    assert page.status_code == 200
+    text = page.data.decode()
+    assert html.escape(ex.sources[i]) in text
+    shown = json.loads(html.unescape(re.search(r'data-probabilities="([^"]*)"', text).group(1)))
+    from mixvae.kinds.images import read_file
+
+    model_probs = ex.module.predict_proba(torch.from_numpy(read_file(files[i], ex.cfg).reshape(1, -1) / 255.0).float())
+    np.testing.assert_allclose(shown, model_probs[0].detach().numpy(), atol=1e-6)
+    assert text.count("reconstruction by expert") == ex.n_experts
+    graph = np.load(ex.run / "neighbours.npy")
+    links = [int(n) for n in re.findall(r'class="thumb" href="/item/(\d+)"', text)]
+    assert links == graph[i, :10].tolist()
+    assert f"{ex.assigned.outlier_score[i]:.1f}" in text  # the same score as every list shows
+    for bad in (-1, len(ex.sources), 10**9):
+        assert client.get(f"/item/{bad}").status_code == 404

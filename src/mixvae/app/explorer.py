@@ -30,7 +30,16 @@ from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, log_likelihood
 from mixvae.kinds.images import GreyImages, array_shape
 from mixvae.model import MixtureModule
-from mixvae.runfolder import EVAL_FILE, MAP_FILE, ROUTING_FILE, WEIGHTS_FILE, matched_classes, read_eval, read_metrics
+from mixvae.runfolder import (
+    EVAL_FILE,
+    MAP_FILE,
+    NEIGHBOURS_FILE,
+    ROUTING_FILE,
+    WEIGHTS_FILE,
+    matched_classes,
+    read_eval,
+    read_metrics,
+)
 
 __all__ = ["Explorer", "Routed", "embed"]
 
@@ -132,6 +141,7 @@ class Explorer:
         self.map_lock = threading.Lock()  # one computation of the map, however many ask at once
         self._map: np.ndarray | None = None
         self._eval_seen = self._eval_stamp()
+        self._graph: np.ndarray | None = None
 
     # ----------------------------------------------------------------- opening
     @classmethod
@@ -227,6 +237,19 @@ class Explorer:
         if self.assigned is None:
             return np.zeros(0, np.int64)
         return np.argsort(self.assigned.outlier_rank, kind="stable")[:n]
+
+    def neighbours(self, i: int, k: int = 10) -> np.ndarray | None:
+        """Image i's k nearest training images in the run's neighbour graph (the one training built
+        and kept, ``neighbours.npy``), nearest first; None when the run folder has none for these images."""
+        if self._graph is None:
+            path = self.run / NEIGHBOURS_FILE
+            if not path.exists():
+                return None
+            graph = np.load(path, mmap_mode="r")
+            if graph.ndim != 2 or len(graph) != len(self.sources):
+                return None
+            self._graph = graph
+        return np.asarray(self._graph[i, :k], dtype=np.int64)
 
     def image(self, i: int) -> np.ndarray:
         assert self.images is not None

@@ -114,6 +114,20 @@ def training() -> str:
 
 
 # ----------------------------------------------------------------- images
+@pages.route("/item/<int:i>")
+def item(i: int) -> str:
+    """One training image: its source, routing, every expert's reconstruction, its outlier score
+    and rank, and its nearest neighbours in the run's graph."""
+    ex = explorer()
+    if ex.assigned is None or ex.images is None or not 0 <= i < len(ex.sources):
+        abort(404)
+    routed = ex.route(ex.image(i))
+    near = ex.neighbours(i)
+    return render_template("item.html", ex=ex, page="item", it=_items(ex, np.array([i]))[0], routed=routed,
+                           recons=[data_uri(r) for r in routed.reconstructions],
+                           neighbours=_items(ex, near) if near is not None else None)
+
+
 @pages.route("/image/<int:i>.png")
 def image(i: int) -> Response:
     ex = explorer()

@@ -154,12 +154,13 @@ const mixvae = (() => {
       const i = e.points[0].customdata;
       const info = await (await fetch(`/api/image/${i}`)).json();
       const box = $("#picked");
-      box.innerHTML = `<img alt="picked image"><p class="src"></p><p class="route"></p><a>open the expert</a>`;
+      box.innerHTML = `<img alt="picked image"><p class="src"></p><p class="route"></p><a class="item">open the image</a> · <a class="expert">open the expert</a>`;
       box.querySelector("img").src = `/image/${i}.png`;
       box.querySelector(".src").textContent = info.source;
       box.querySelector(".route").textContent =
         `expert ${info.expert} (p=${info.probability.toFixed(3)}), runner-up ${info.runner_up}; outlier rank ${info.rank}`;
-      box.querySelector("a").href = `/expert/${info.expert}`;
+      box.querySelector("a.item").href = `/item/${i}`;
+      box.querySelector("a.expert").href = `/expert/${info.expert}`;
     };
     el.on("plotly_hover", pick);
     el.on("plotly_click", pick);
