@@ -307,3 +307,21 @@ def test_an_images_own_page_shows_its_routing_reconstructions_and_neighbours(gua
     assert f"{ex.assigned.outlier_score[i]:.1f}" in text  # the same score as every list shows
     for bad in (-1, len(ex.sources), 10**9):
         assert client.get(f"/item/{bad}").status_code == 404
+
+
+def test_the_outliers_come_a_page_at_a_time_in_rank_order(guarded) -> None:
+    import re
+
+    from mixvae.app.views import PER_PAGE
+
+    ex, app, _, _ = guarded
+    client = app.test_client()
+    ranked = np.argsort(ex.assigned.outlier_rank, kind="stable")  # every image, the least likely first
+    pages = -(-len(ex.sources) // PER_PAGE)
+    seen: list[int] = []
+    for page in range(1, pages + 1):
+        text = client.get(f"/outliers?page={page}").data.decode()
+        seen += [int(i) for i in re.findall(r'class="thumb" href="/item/(\d+)"', text)]
+        assert f"page {page} of {pages}" in text
+    assert seen == ranked.tolist()
+    assert client.get(f"/outliers?page={pages + 1}").status_code == 400

@@ -100,8 +100,11 @@ def map_page() -> str:
 @pages.route("/outliers")
 def outliers() -> str:
     ex = explorer()
-    return render_template("outliers.html", ex=ex, items=_items(ex, ex.outliers(PER_PAGE)) if ex.assigned else [],
-                           page="outliers")
+    pages_total = max(1, math.ceil(len(ex.sources) / PER_PAGE))
+    page = int(_number("page", 1, 1, pages_total))
+    shown = ex.outliers(page * PER_PAGE)[(page - 1) * PER_PAGE:] if ex.assigned else np.zeros(0, np.int64)
+    return render_template("outliers.html", ex=ex, items=_items(ex, shown) if len(shown) else [], page="outliers",
+                           page_no=page, pages_total=pages_total)
 
 
 @pages.route("/training")
