@@ -116,7 +116,9 @@ def robust_values() -> dict[str, str]:
 
 
 # the default as it ships, on MNIST's 60,000 training images: quality.py --tag kinds[-seedsA-B]
-MNIST_FILES = ("quality-mnist-default-kinds-sle0.json", "quality-mnist-default-kinds-seeds1-2.json")
+MNIST_FILES = ("quality-mnist-default-kinds-sle0.json", "quality-mnist-default-kinds-seeds1-2.json",
+               "quality-mnist-default-kinds-seeds3-5.json", "quality-mnist-default-kinds-seeds6-7.json",
+               "quality-mnist-default-kinds-seeds8-9.json")
 
 
 def mnist_kinds_values() -> dict[str, str]:
@@ -142,5 +144,24 @@ def mnist_kinds_values() -> dict[str, str]:
     }
 
 
+FASHION_FILES = ("quality-fashion-mnist-default-kinds.json",)
+
+
+def fashion_kinds_values() -> dict[str, str]:
+    """The shipping default on Fashion-MNIST (train on the 60,000 training images, score the test split)."""
+    found = [json.loads((RESULTS / name).read_text()) for name in FASHION_FILES if (RESULTS / name).exists()]
+    rs = sorted((r for d in found for r in d["runs"]), key=lambda r: r["seed"])
+    if not rs:
+        return {f"fashion.kinds.{key}": "not run" for key in ("seeds", "acc", "nmi", "minutes", "machine", "code")}
+    return {
+        "fashion.kinds.seeds": f"{len(rs)} (seeds {', '.join(str(r['seed']) for r in rs)})",
+        "fashion.kinds.acc": _cell([r["acc"] for r in rs]),
+        "fashion.kinds.nmi": _cell([r["nmi"] for r in rs]),
+        "fashion.kinds.minutes": ", ".join(f"{r['seconds'] / 60:.0f}" for r in rs),
+        "fashion.kinds.machine": "; ".join(sorted({d["machine"] for d in found})),
+        "fashion.kinds.code": "; ".join(sorted({str(d.get("code", "not recorded")) for d in found})),
+    }
+
+
 TABLES: dict[str, Callable[[], str]] = {"robust": robust, "robust-variants": robust_variants}
-VALUES: tuple[Callable[[], dict[str, str]], ...] = (robust_values, mnist_kinds_values)
+VALUES: tuple[Callable[[], dict[str, str]], ...] = (robust_values, mnist_kinds_values, fashion_kinds_values)
