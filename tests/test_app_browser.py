@@ -112,7 +112,7 @@ def chart(driver: Any) -> list[float] | None:
     return json.loads(raw) if raw else None
 
 
-@pytest.mark.parametrize("path", ["/", "/expert/0", "/expert/1", "/outliers", "/training", "/try", "/item/3"])
+@pytest.mark.parametrize("path", ["/", "/expert/0", "/expert/1", "/outliers", "/training", "/try", "/item/3", "/search?q=img"])
 def test_every_image_loads(site, shots, path):
     base, _, driver, _, _ = site
     driver.get(base + path)

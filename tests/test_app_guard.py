@@ -325,3 +325,39 @@ def test_the_outliers_come_a_page_at_a_time_in_rank_order(guarded) -> None:
         assert f"page {page} of {pages}" in text
     assert seen == ranked.tolist()
     assert client.get(f"/outliers?page={pages + 1}").status_code == 400
+
+
+def test_search_by_name_and_class_and_export_what_it_finds(guarded, tmp_path: Path) -> None:
+    import csv
+    import re
+
+    from mixvae.assign import COLUMNS
+
+    ex, app, _, _ = guarded
+    client = app.test_client()
+    if ex.assigned.matched_class is None:  # the classes come from an evaluation
+        assert main(["evaluate", str(ex.run)]) == 0
+        ex.refresh()
+    by_name = [i for i, s in enumerate(ex.sources) if "img01" in s.lower()]
+    text = client.get("/search?q=IMG01").data.decode()
+    assert f"{len(by_name)} images found" in text
+    assert sorted(int(i) for i in re.findall(r'class="thumb" href="/item/(\d+)"', text)) == sorted(by_name)[:48]
+    k = int(ex.assigned.expert[0])
+    named = ex.matched(k)
+    of_class = [i for i in range(len(ex.sources)) if ex.matched(int(ex.assigned.expert[i])) == named]
+    assert f"{len(of_class)} image" in client.get(f"/search?q={named}").data.decode()
+    only_k = client.get(f"/search?q=&expert={k}").data.decode()
+    assert f"{int((ex.assigned.expert == k).sum())} image" in only_k
+    answer = client.get(f"/export.csv?q=img01&expert={k}")
+    assert answer.mimetype == "text/csv" and "attachment" in answer.headers["Content-Disposition"]
+    rows = list(csv.reader(answer.data.decode().splitlines()))
+    assert rows[0] == list(COLUMNS)
+    want = [i for i in ex.members(k) if "img01" in ex.sources[i].lower()]
+    assert [r[0] for r in rows[1:]] == [ex.sources[i] for i in want]
+    assigned_csv = tmp_path / "all.csv"
+    assert main(["assign", str(ex.run), "--data", str(guarded[2]), "--out", str(assigned_csv), "--quiet"]) == 0
+    by_source = {r[0]: r for r in csv.reader(assigned_csv.read_text().splitlines()[1:])}
+    for r in rows[1:]:  # the app's rows are assign's rows
+        assert r == by_source[r[0]]
+    assert client.get("/search?q=" + "x" * 201).status_code == 400
+    assert client.get(f"/export.csv?expert={ex.n_experts}").status_code == 400

@@ -16,7 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from mixvae.atomic import atomic_write
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.model import MixtureModule
 
-__all__ = ["COLUMNS", "INDEX_FILE", "IW_SAMPLES", "Assignments", "assign", "expert_folder", "sort_into", "write_csv"]
+__all__ = ["COLUMNS", "INDEX_FILE", "IW_SAMPLES", "Assignments", "assign", "csv_text", "expert_folder", "sort_into", "write_csv"]
 
 COLUMNS = ("source", "expert", "probability", "runner_up", "runner_up_probability", "matched_class",
            "outlier_score", "outlier_rank")
@@ -56,9 +56,11 @@ class Assignments:
         rank[order] = np.arange(1, n + 1)
         return rank
 
-    def rows(self) -> Iterator[list[Any]]:
+    def rows(self, indices: Iterable[int] | None = None) -> Iterator[list[Any]]:
+        """The CSV's rows (``COLUMNS``), of every image or of ``indices`` in their order."""
         rank = self.outlier_rank
-        for i, source in enumerate(self.sources):
+        for i in range(len(self.sources)) if indices is None else indices:
+            source = self.sources[i]
             k = int(self.expert[i])
             yield [source, k, f"{self.probability[i]:.6f}", int(self.runner_up[i]),
                    f"{self.runner_up_probability[i]:.6f}",
@@ -97,13 +99,18 @@ def assign(module: MixtureModule, images: Any, sources: list[str], *, iw_samples
                        p[:, second] if second else np.zeros(n, np.float32), np.concatenate(scores))
 
 
-def write_csv(result: Assignments, path: Path) -> Path:
-    """Write the table atomically (a reader never sees half a file)."""
+def csv_text(result: Assignments, indices: Iterable[int] | None = None) -> str:
+    """The table as CSV text: every image, or ``indices`` in their order."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(COLUMNS)
-    writer.writerows(result.rows())
-    atomic_write(Path(path), buf.getvalue().encode())
+    writer.writerows(result.rows(indices))
+    return buf.getvalue()
+
+
+def write_csv(result: Assignments, path: Path) -> Path:
+    """Write the table atomically (a reader never sees half a file)."""
+    atomic_write(Path(path), csv_text(result).encode())
     return Path(path)
 
 

@@ -232,6 +232,18 @@ class Explorer:
         idx = np.flatnonzero(a.expert == k)
         return idx[np.lexsort((idx, -a.probability[idx]))]
 
+    def search(self, text: str, k: int | None = None) -> np.ndarray:
+        """The images whose source contains ``text`` (any case) or whose expert's matched class is
+        ``text``, of expert k when given: each expert's most probable first, experts in order."""
+        if self.assigned is None:
+            return np.zeros(0, np.int64)
+        needle = text.strip().lower()
+        found = []
+        for j in range(self.n_experts) if k is None else [k]:
+            whole = bool(needle) and str(self.matched(j) or "").lower() == needle  # the class named: all its images
+            found += [int(i) for i in self.members(j) if whole or needle in self.sources[i].lower()]
+        return np.array(found, dtype=np.int64)
+
     def outliers(self, n: int) -> np.ndarray:
         """The n images with the highest outlier score (lowest likelihood bound)."""
         if self.assigned is None:

@@ -16,6 +16,7 @@ from flask import Blueprint, Response, abort, current_app, jsonify, render_templ
 
 from mixvae.app.explorer import Explorer
 from mixvae.app.images import BadImage, data_uri, pixels_image, png_bytes, upload_image
+from mixvae.assign import csv_text
 from mixvae.figures import FIGURES
 
 __all__ = ["PER_PAGE", "pages"]
@@ -105,6 +106,40 @@ def outliers() -> str:
     shown = ex.outliers(page * PER_PAGE)[(page - 1) * PER_PAGE:] if ex.assigned else np.zeros(0, np.int64)
     return render_template("outliers.html", ex=ex, items=_items(ex, shown) if len(shown) else [], page="outliers",
                            page_no=page, pages_total=pages_total)
+
+
+@pages.route("/search")
+def search() -> str:
+    """Images by file name (any part of it) or by class, of one expert or all, a page at a time."""
+    ex = explorer()
+    text, k = _query()
+    found = ex.search(text, k)
+    pages_total = max(1, math.ceil(len(found) / PER_PAGE))
+    page = int(_number("page", 1, 1, pages_total))
+    shown = found[(page - 1) * PER_PAGE:page * PER_PAGE]
+    return render_template("search.html", ex=ex, q=text, k=k, found=len(found), page="search",
+                           items=_items(ex, shown) if len(shown) else [], page_no=page, pages_total=pages_total)
+
+
+@pages.route("/export.csv")
+def export() -> Response:
+    """The images a search finds (all of them: ``q`` empty), as ``mixvae assign``'s CSV rows."""
+    ex = explorer()
+    if ex.assigned is None:
+        abort(404)
+    text, k = _query()
+    response = Response(csv_text(ex.assigned, ex.search(text, k)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
+    return response
+
+
+def _query() -> tuple[str, int | None]:
+    """A search's text (at most 200 characters) and expert (none: every expert)."""
+    text = request.args.get("q", "")
+    if len(text) > 200:
+        abort(400, "q is over 200 characters")
+    raw = request.args.get("expert", "")
+    return text, (_expert(int(_number("expert", 0, 0, explorer().n_experts - 1))) if raw != "" else None)
 
 
 @pages.route("/training")
