@@ -247,3 +247,23 @@ def test_a_thumbnail_opens_its_images_page_and_its_neighbours_open_theirs(site):
     all_images_loaded(driver)
     driver.find_element(By.CSS_SELECTOR, ".sub a").click()  # the expert it is routed to
     wait_for(lambda: "/expert/" in driver.current_url)
+
+
+def test_the_arrow_keys_walk_an_experts_images(site):
+    from selenium.webdriver.common.keys import Keys
+
+    base, ex, driver, _, _ = site
+    k = int(np.bincount(ex.assigned.expert, minlength=ex.n_experts).argmax())
+    members = ex.members(k).tolist()
+    driver.get(base + f"/item/{members[0]}")
+    body = driver.find_element(By.TAG_NAME, "body")
+    body.send_keys(Keys.ARROW_RIGHT)
+    wait_for(lambda: driver.current_url.endswith(f"/item/{members[1]}"))
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)
+    wait_for(lambda: driver.current_url.endswith(f"/item/{members[0]}"))
+    driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_LEFT)  # the first: nowhere to go
+    assert driver.current_url.endswith(f"/item/{members[0]}")
+    if len(members) > 48:  # an expert's pages follow the keys too
+        driver.get(base + f"/expert/{k}")
+        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
+        wait_for(lambda: "page=2" in driver.current_url)

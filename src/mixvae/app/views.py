@@ -161,7 +161,11 @@ def item(i: int) -> str:
         abort(404)
     routed = ex.route(ex.image(i))
     near = ex.neighbours(i)
+    members = ex.members(int(ex.assigned.expert[i])).tolist()  # the previous and next image of its expert
+    at = members.index(i)
+    prev_i, next_i = (members[at - 1] if at > 0 else None), (members[at + 1] if at + 1 < len(members) else None)
     return render_template("item.html", ex=ex, page="item", it=_items(ex, np.array([i]))[0], routed=routed,
+                           prev_i=prev_i, next_i=next_i, place=at + 1, members=len(members),
                            recons=[data_uri(r) for r in routed.reconstructions],
                            neighbours=_items(ex, near) if near is not None else None)
 

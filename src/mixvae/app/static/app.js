@@ -166,6 +166,13 @@ const mixvae = (() => {
     el.on("plotly_click", pick);
   }
 
+  // the left and right arrows follow a page's previous and next links (not while typing or drawing)
+  document.addEventListener("keydown", (e) => {
+    if (e.altKey || e.ctrlKey || e.metaKey || e.shiftKey || /^(INPUT|SELECT|TEXTAREA)$/.test(e.target.tagName)) return;
+    const link = document.querySelector(e.key === "ArrowLeft" ? 'a[rel="prev"]' : e.key === "ArrowRight" ? 'a[rel="next"]' : null);
+    if (link) { e.preventDefault(); link.click(); }
+  });
+
   const pages = {expert: expertPage, try: tryPage, map: mapPage};
   document.addEventListener("DOMContentLoaded", () => {
     const run = pages[document.body.dataset.page];
