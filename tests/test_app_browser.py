@@ -267,3 +267,27 @@ def test_the_arrow_keys_walk_an_experts_images(site):
         driver.get(base + f"/expert/{k}")
         driver.find_element(By.TAG_NAME, "body").send_keys(Keys.ARROW_RIGHT)
         wait_for(lambda: "page=2" in driver.current_url)
+
+
+def test_the_map_is_coloured_by_expert_sub_folder_or_outlier_score(site):
+    from selenium.webdriver.support.ui import Select
+
+    base, ex, driver, _, _ = site
+    driver.get(base + "/map")
+    wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points"), timeout=120)
+
+    def legend() -> list[str]:
+        return [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#map .legend .traces .legendtext")]
+
+    experts_shown = sorted({int(k) for k in ex.assigned.expert})
+    assert len(legend()) == len(experts_shown)
+    choice = Select(driver.find_element(By.ID, "colour-by"))
+    choice.select_by_value("folder")
+    wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-colour") == "folder")
+    folders = sorted({s.split("/", 1)[0] for s in ex.sources})
+    assert sorted(legend()) == folders  # the image folder's own classes, one colour each
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#map .scatterlayer .point")) == len(ex.sources)
+    choice.select_by_value("score")
+    wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-colour") == "score")
+    assert driver.find_elements(By.CSS_SELECTOR, "#map .colorbar")  # a colour scale, not a legend
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#map .scatterlayer .point")) == len(ex.sources)

@@ -137,18 +137,31 @@ const mixvae = (() => {
     // has it (?draw=svg asks for SVG whatever the size)
     const hasWebgl = !!document.createElement("canvas").getContext("webgl");
     const webgl = m.x.length > SVG_POINTS && hasWebgl && new URLSearchParams(location.search).get("draw") !== "svg";
-    const traces = [];
-    for (let k = 0; k < K; k++) {
-      const idx = m.expert.flatMap((e, i) => (e === k ? [i] : []));
-      const label = m.matched && m.matched[k] !== null ? `expert ${k} (${m.matched[k]})` : `expert ${k}`;
-      traces.push({type: webgl ? "scattergl" : "scatter", mode: "markers", name: label, x: idx.map((i) => m.x[i]),
-        y: idx.map((i) => m.y[i]), customdata: idx, text: idx.map((i) => m.source[i]),
-        hovertemplate: "%{text}<extra>" + label + "</extra>", marker: {size: 4, opacity: 0.7}});
-    }
+    const type = webgl ? "scattergl" : "scatter";
+    const groups = (keyOf, names) => names.map((name, g) => {
+      const idx = m.x.flatMap((_, i) => (keyOf(i) === g ? [i] : []));
+      return {type, mode: "markers", name, x: idx.map((i) => m.x[i]), y: idx.map((i) => m.y[i]), customdata: idx,
+        text: idx.map((i) => m.source[i]), hovertemplate: "%{text}<extra>" + name + "</extra>",
+        marker: {size: 4, opacity: 0.7}};
+    }).filter((t) => t.x.length);
+    const colourings = {
+      expert: () => groups((i) => m.expert[i], [...Array(K).keys()].map((k) =>
+        (m.matched && m.matched[k] !== null ? `expert ${k} (${m.matched[k]})` : `expert ${k}`))),
+      folder: () => groups((i) => m.folders.indexOf(m.folder[i]), m.folders),
+      score: () => [{type, mode: "markers", name: "outlier score", x: m.x, y: m.y, customdata: [...m.x.keys()],
+        text: m.source, hovertemplate: "%{text}: %{marker.color:.1f} nats<extra></extra>",
+        marker: {size: 4, opacity: 0.8, color: m.score, colorscale: "Viridis", showscale: true,
+          colorbar: {title: {text: "outlier score"}}}}],
+    };
     const el = $("#map");
-    await Plotly.newPlot(el, traces, {margin: {l: 20, r: 20, t: 20, b: 20}, legend: {itemsizing: "constant"},
-      xaxis: {showticklabels: false, zeroline: false}, yaxis: {showticklabels: false, zeroline: false}},
-      {responsive: true, displaylogo: false});
+    const choice = $("#colour-by");
+    if (!m.folders || m.folders.length < 2) choice.querySelector('option[value="folder"]').remove();
+    const draw = () => Plotly.react(el, colourings[choice.value](), {margin: {l: 20, r: 20, t: 20, b: 20},
+      legend: {itemsizing: "constant"}, xaxis: {showticklabels: false, zeroline: false},
+      yaxis: {showticklabels: false, zeroline: false}}, {responsive: true, displaylogo: false});
+    await draw();
+    choice.addEventListener("change", async () => { await draw(); el.dataset.colour = choice.value; });
+    el.dataset.colour = choice.value;
     el.dataset.points = String(m.x.length);
     const pick = async (e) => {
       const i = e.points[0].customdata;
