@@ -165,9 +165,15 @@ def test_a_new_evaluation_names_the_classes_without_a_restart(guarded) -> None:
     ex, app, _, _ = guarded
     (ex.run / EVAL_FILE).unlink(missing_ok=True)
     ex.refresh()
-    assert ex.matched(0) is None
+    folders = [s.split("/", 1)[0] for s in ex.sources]  # before an evaluation: each expert's commonest sub-folder
+    for k in range(ex.n_experts):
+        members = [folders[i] for i in ex.members(k)]
+        assert ex.matched(k) == (max(sorted(set(members)), key=members.count) if members else "-")
     assert main(["evaluate", str(ex.run)]) == 0
-    assert ex.matched(0) is not None
+    ex.refresh()
+    evaluated = json.loads((ex.run / EVAL_FILE).read_text())
+    names = evaluated["class_names"]
+    assert [ex.matched(k) for k in range(ex.n_experts)] == [names[c] for c in evaluated["train"]["matched_class"]]
     page = app.test_client().get("/").data.decode()
     assert all(f"{ex.matched(k)}" in page for k in range(ex.n_experts))
 

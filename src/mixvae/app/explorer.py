@@ -122,6 +122,22 @@ def _save_routing(run: Path, a: Assignments, iw_samples: int) -> None:
                               "weights_sha256": np.array(_weights_digest(run)), "iw_samples": np.array(iw_samples)})
 
 
+def _folder_classes(assigned: Assignments, sources: list[str], n_experts: int) -> list[str] | None:
+    """Before any ``mixvae evaluate``: each expert's most common sub-folder ("-" for an empty
+    expert), when the training images sit in an image folder's sub-folders (its classes, as the
+    training figures name them); None otherwise. Shown only: nothing is chosen by it."""
+    if not sources or not all("/" in s for s in sources):
+        return None
+    folders = [s.split("/", 1)[0] for s in sources]
+    if len(set(folders)) < 2:
+        return None
+    names = []
+    for k in range(n_experts):
+        members = [folders[i] for i in np.flatnonzero(assigned.expert == k)]
+        names.append(max(sorted(set(members)), key=members.count) if members else "-")
+    return names
+
+
 def _to_uint8(x: torch.Tensor, shape: tuple[int, ...]) -> np.ndarray:
     """Pixels in [0, 1], (..., D) -> uint8 (..., *shape): (H, W), or (H, W, C) in colour."""
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy().reshape(*x.shape[:-1], *shape)
@@ -165,7 +181,8 @@ class Explorer:
                 assigned = assign(module, images, sources, iw_samples=iw_samples, binarize=cfg.train.binarize,
                                   device=device)
                 _save_routing(run, assigned, iw_samples)
-            assigned.matched_class = matched_classes(read_eval(run))
+            assigned.matched_class = (matched_classes(read_eval(run))
+                                      or _folder_classes(assigned, sources, cfg.model.n_components))
         return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run), iw_samples)
 
     @staticmethod
@@ -217,7 +234,8 @@ class Explorer:
             self._eval_seen = stamp
             self.evaluation = read_eval(self.run)
             if self.assigned is not None:
-                self.assigned.matched_class = matched_classes(self.evaluation)
+                self.assigned.matched_class = (matched_classes(self.evaluation)
+                                               or _folder_classes(self.assigned, self.sources, self.n_experts))
 
     def matched(self, k: int) -> str | None:
         self.refresh()
