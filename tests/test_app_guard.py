@@ -367,3 +367,19 @@ def test_search_by_name_and_class_and_export_what_it_finds(guarded, tmp_path: Pa
         assert r == by_source[r[0]]
     assert client.get("/search?q=" + "x" * 201).status_code == 400
     assert client.get(f"/export.csv?expert={ex.n_experts}").status_code == 400
+
+
+def test_search_filters_by_routing_probability_and_outlier_score(guarded) -> None:
+    import csv
+
+    ex, app, _, _ = guarded
+    a = ex.assigned
+    p_min, score_min = float(np.median(a.probability)), float(np.median(a.outlier_score))
+    rows = list(csv.reader(app.test_client().get(
+        f"/export.csv?q=&p_min={p_min}&score_min={score_min}").data.decode().splitlines()))[1:]
+    want = {ex.sources[i] for i in range(len(ex.sources)) if a.probability[i] >= p_min and a.outlier_score[i] >= score_min}
+    assert {r[0] for r in rows} == want and 0 < len(want) < len(ex.sources)
+    page = app.test_client().get(f"/search?p_min={p_min}&score_min={score_min}").data.decode()
+    assert f"{len(want)} image" in page and f'value="{p_min}"' in page
+    for bad in ("p_min=2", "p_min=nan", "score_min=inf", "score_min=x"):
+        assert app.test_client().get(f"/search?{bad}").status_code == 400, bad

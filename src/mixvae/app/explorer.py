@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import threading
 import warnings
 from collections.abc import Callable
@@ -250,16 +251,19 @@ class Explorer:
         idx = np.flatnonzero(a.expert == k)
         return idx[np.lexsort((idx, -a.probability[idx]))]
 
-    def search(self, text: str, k: int | None = None) -> np.ndarray:
+    def search(self, text: str, k: int | None = None, min_probability: float = 0.0,
+               min_score: float = -math.inf) -> np.ndarray:
         """The images whose source contains ``text`` (any case) or whose expert's matched class is
-        ``text``, of expert k when given: each expert's most probable first, experts in order."""
+        ``text``, of expert k when given, routed with at least ``min_probability`` and with an
+        outlier score of at least ``min_score``: each expert's most probable first, experts in order."""
         if self.assigned is None:
             return np.zeros(0, np.int64)
-        needle = text.strip().lower()
+        a, needle = self.assigned, text.strip().lower()
         found = []
         for j in range(self.n_experts) if k is None else [k]:
             whole = bool(needle) and str(self.matched(j) or "").lower() == needle  # the class named: all its images
-            found += [int(i) for i in self.members(j) if whole or needle in self.sources[i].lower()]
+            found += [int(i) for i in self.members(j) if (whole or needle in self.sources[i].lower())
+                      and a.probability[i] >= min_probability and a.outlier_score[i] >= min_score]
         return np.array(found, dtype=np.int64)
 
     def outliers(self, n: int) -> np.ndarray:

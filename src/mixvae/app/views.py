@@ -7,6 +7,7 @@ inside the package. Anything else is a 404.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -18,6 +19,7 @@ from mixvae.app.explorer import Explorer
 from mixvae.app.images import BadImage, data_uri, pixels_image, png_bytes, upload_image
 from mixvae.assign import csv_text
 from mixvae.figures import FIGURES
+from mixvae.runfolder import matched_classes
 
 __all__ = ["PER_PAGE", "pages"]
 
@@ -112,12 +114,13 @@ def outliers() -> str:
 def search() -> str:
     """Images by file name (any part of it) or by class, of one expert or all, a page at a time."""
     ex = explorer()
-    text, k = _query()
-    found = ex.search(text, k)
+    text, k, p_min, score_min = _query()
+    found = ex.search(text, k, p_min, score_min)
     pages_total = max(1, math.ceil(len(found) / PER_PAGE))
     page = int(_number("page", 1, 1, pages_total))
     shown = found[(page - 1) * PER_PAGE:page * PER_PAGE]
     return render_template("search.html", ex=ex, q=text, k=k, found=len(found), page="search",
+                           p_min=request.args.get("p_min", ""), score_min=request.args.get("score_min", ""),
                            items=_items(ex, shown) if len(shown) else [], page_no=page, pages_total=pages_total)
 
 
@@ -127,19 +130,24 @@ def export() -> Response:
     ex = explorer()
     if ex.assigned is None:
         abort(404)
-    text, k = _query()
-    response = Response(csv_text(ex.assigned, ex.search(text, k)), mimetype="text/csv")
+    text, k, p_min, score_min = _query()
+    ex.refresh()
+    rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))  # as assign names them
+    response = Response(csv_text(rows, ex.search(text, k, p_min, score_min)), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
     return response
 
 
-def _query() -> tuple[str, int | None]:
-    """A search's text (at most 200 characters) and expert (none: every expert)."""
+def _query() -> tuple[str, int | None, float, float]:
+    """A search's text (at most 200 characters), expert (none: every expert), least routing
+    probability and least outlier score (empty: no limit)."""
     text = request.args.get("q", "")
     if len(text) > 200:
         abort(400, "q is over 200 characters")
-    raw = request.args.get("expert", "")
-    return text, (_expert(int(_number("expert", 0, 0, explorer().n_experts - 1))) if raw != "" else None)
+    k = _expert(int(_number("expert", 0, 0, explorer().n_experts - 1))) if request.args.get("expert", "") else None
+    p_min = _number("p_min", 0.0, 0.0, 1.0) if request.args.get("p_min", "") else 0.0
+    score_min = _number("score_min", 0.0, -1e12, 1e12) if request.args.get("score_min", "") else -math.inf
+    return text, k, p_min, score_min
 
 
 @pages.route("/training")
