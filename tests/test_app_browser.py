@@ -291,3 +291,17 @@ def test_the_map_is_coloured_by_expert_sub_folder_or_outlier_score(site):
     wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-colour") == "score")
     assert driver.find_elements(By.CSS_SELECTOR, "#map .colorbar")  # a colour scale, not a legend
     assert len(driver.find_elements(By.CSS_SELECTOR, "#map .scatterlayer .point")) == len(ex.sources)
+
+
+def test_a_lasso_selection_on_the_map_exports_its_images(site):
+    base, _, driver, _, _ = site
+    driver.get(base + "/map")
+    wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points"), timeout=120)
+    ids = list(range(0, 40, 2))  # 20 images, as a lasso would hand them over
+    driver.execute_script("document.getElementById('map').emit('plotly_selected', {points: arguments[0]})",
+                          [{"customdata": i} for i in ids])
+    link = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#selection a"))[0]
+    assert link.text == "export the 20 selected images as CSV"
+    assert link.get_attribute("download") == "mixvae-selection.csv" and link.get_attribute("href").startswith("blob:")
+    # the page asked the app for exactly these images (the CSV it answers: tests/test_app_guard.py)
+    assert driver.find_element(By.ID, "selection").get_attribute("data-ids") == ",".join(map(str, ids))

@@ -383,3 +383,26 @@ def test_search_filters_by_routing_probability_and_outlier_score(guarded) -> Non
     assert f"{len(want)} image" in page and f'value="{p_min}"' in page
     for bad in ("p_min=2", "p_min=nan", "score_min=inf", "score_min=x"):
         assert app.test_client().get(f"/search?{bad}").status_code == 400, bad
+
+
+def test_a_selection_is_exported_as_assigns_rows_in_its_order(guarded) -> None:
+    import csv
+
+    from mixvae.assign import csv_text
+
+    ex, app, _, _ = guarded
+    client = app.test_client()
+    ids = [7, 2, 30, 2]
+    answer = client.post("/api/export", json={"ids": ids})
+    assert answer.status_code == 200 and answer.mimetype == "text/csv"
+    rows = list(csv.reader(answer.data.decode().splitlines()))[1:]
+    assert [r[0] for r in rows] == [ex.sources[i] for i in ids]
+    import dataclasses
+
+    from mixvae.runfolder import matched_classes
+
+    plain = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))
+    assert answer.data.decode() == csv_text(plain, ids)
+    for body in ({"ids": [len(ex.sources)]}, {"ids": [-1]}, {"ids": ["1"]}, {"ids": [True]}, {"ids": 3}, [1, 2]):
+        assert client.post("/api/export", json=body).status_code == 400, body
+    assert client.post("/api/export", json={"ids": [1]}, headers={"Origin": "http://evil.example"}).status_code == 403

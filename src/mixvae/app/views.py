@@ -8,6 +8,7 @@ inside the package. Anything else is a 404.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from typing import Any
 
@@ -134,6 +135,27 @@ def export() -> Response:
     ex.refresh()
     rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))  # as assign names them
     response = Response(csv_text(rows, ex.search(text, k, p_min, score_min)), mimetype="text/csv")
+    response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
+    return response
+
+
+@pages.route("/api/export", methods=["POST"])
+def export_selection() -> Response:
+    """A selection of training images (JSON ``{"ids": [i, ...]}``, a lasso on the map say), as
+    ``mixvae assign``'s CSV rows in the order given."""
+    ex = explorer()
+    if ex.assigned is None:
+        abort(404)
+    try:
+        ids = json.loads(request.get_data(cache=False))["ids"]
+    except (ValueError, TypeError, KeyError, RecursionError):
+        abort(400, 'the body is not {"ids": [i, ...]}')
+    n = len(ex.sources)
+    if not isinstance(ids, list) or not all(type(i) is int and 0 <= i < n for i in ids):
+        abort(400, f"ids must be a list of image indices in 0..{n - 1}")
+    ex.refresh()
+    rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))  # as assign names them
+    response = Response(csv_text(rows, ids), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
     return response
 

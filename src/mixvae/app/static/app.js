@@ -177,6 +177,20 @@ const mixvae = (() => {
     };
     el.on("plotly_hover", pick);
     el.on("plotly_click", pick);
+    // a lasso or box selection (the map's toolbar): its images, exported as assign's CSV rows
+    const selection = $("#selection");
+    el.on("plotly_selected", async (e) => {
+      const ids = e && e.points ? e.points.map((p) => p.customdata) : [];
+      selection.innerHTML = "";
+      selection.dataset.ids = ids.join(",");
+      if (!ids.length) return;
+      const r = await fetch("/api/export", {method: "POST", headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({ids})});
+      if (!r.ok) { selection.textContent = (await r.json()).error; return; }
+      const link = Object.assign(document.createElement("a"), {href: URL.createObjectURL(await r.blob()),
+        download: "mixvae-selection.csv", textContent: `export the ${ids.length} selected images as CSV`});
+      selection.append(link);
+    });
   }
 
   // the left and right arrows follow a page's previous and next links (not while typing or drawing)
