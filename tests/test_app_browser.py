@@ -305,3 +305,22 @@ def test_a_lasso_selection_on_the_map_exports_its_images(site):
     assert link.get_attribute("download") == "mixvae-selection.csv" and link.get_attribute("href").startswith("blob:")
     # the page asked the app for exactly these images (the CSV it answers: tests/test_app_guard.py)
     assert driver.find_element(By.ID, "selection").get_attribute("data-ids") == ",".join(map(str, ids))
+
+
+def test_checked_images_of_an_expert_are_exported(site):
+    base, ex, driver, _, _ = site
+    k = int(np.bincount(ex.assigned.expert, minlength=ex.n_experts).argmax())
+    driver.get(base + f"/expert/{k}")
+    boxes = driver.find_elements(By.CSS_SELECTOR, "input.pick")
+    assert len(boxes) == min(48, int((ex.assigned.expert == k).sum()))
+    assert driver.find_element(By.ID, "export-picked").get_attribute("disabled")
+    for box in boxes[1:4]:
+        box.click()
+    assert driver.find_element(By.ID, "picked-count").text == "3 selected"
+    driver.find_element(By.ID, "export-picked").click()
+    file = wait_for(lambda: (f := driver.find_element(By.ID, "picked-file")).is_displayed() and f)
+    assert file.get_attribute("href").startswith("blob:") and file.text == "mixvae-selection.csv (3 images)"
+    members = ex.members(k).tolist()
+    assert driver.find_element(By.ID, "picked-bar").get_attribute("data-ids") == ",".join(map(str, members[1:4]))
+    driver.find_element(By.ID, "pick-all").click()
+    assert driver.find_element(By.ID, "picked-count").text == f"{len(boxes)} selected"

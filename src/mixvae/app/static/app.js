@@ -200,6 +200,34 @@ const mixvae = (() => {
     if (link) { e.preventDefault(); link.click(); }
   });
 
+  // checkboxes on a grid of images: the checked ones exported as assign's CSV rows
+  function picking() {
+    const bar = $("#picked-bar");
+    if (!bar) return;
+    const boxes = [...document.querySelectorAll("input.pick")];
+    const checked = () => boxes.filter((b) => b.checked).map((b) => Number(b.value));
+    const update = () => {
+      const n = checked().length;
+      $("#picked-count").textContent = `${n} selected`;
+      $("#export-picked").disabled = n === 0;
+      $("#picked-file").hidden = true;
+    };
+    boxes.forEach((b) => b.addEventListener("change", update));
+    $("#pick-all").addEventListener("click", () => { boxes.forEach((b) => { b.checked = true; }); update(); });
+    $("#export-picked").addEventListener("click", async () => {
+      const ids = checked();
+      bar.dataset.ids = ids.join(",");
+      const r = await fetch("/api/export", {method: "POST", headers: {"Content-Type": "application/json"},
+        body: JSON.stringify({ids})});
+      const file = $("#picked-file");
+      if (!r.ok) { file.textContent = (await r.json()).error; file.removeAttribute("href"); file.hidden = false; return; }
+      Object.assign(file, {href: URL.createObjectURL(await r.blob()), download: "mixvae-selection.csv",
+        textContent: `mixvae-selection.csv (${ids.length} images)`, hidden: false});
+      file.click();
+    });
+  }
+  picking();
+
   const pages = {expert: expertPage, try: tryPage, map: mapPage};
   document.addEventListener("DOMContentLoaded", () => {
     const run = pages[document.body.dataset.page];
