@@ -114,13 +114,30 @@ def mnist_values() -> dict[str, str]:
         "mnist.reach95.seconds": f"{statistics.median(t for t in seconds95 if t):.0f} s (median) and "
                                  f"{max(t for t in seconds95 if t):.0f} s (worst)",
         "mnist.reach95.within5": f"{sum(1 for t in seconds95 if t and t <= 300)} of {len(rs)}",
-        "mnist.reach95.verdict": "met by the median seed" if statistics.median(t for t in seconds95 if t) <= 300
-        else "missed by the median seed",
+        "mnist.reach95.verdict": _within_verdict(sum(1 for t in seconds95 if t and t <= 300), len(rs)),
         "mnist.reach96.count": f"{sum(1 for e in reach96 if e and e <= 3)} of {len(rs)}",
         "mnist.kmeans3": f"{kmeans['acc']:.3f}",
         "mnist.setup_seconds": f"{statistics.median(seconds_to(r, 0) for r in rs):.0f} s",
         "mnist.median_minutes": f"{statistics.median(r['seconds'] for r in rs) / 60:.1f} minutes",
     }
+
+
+def _generation_verdict(rs: list[dict[str, Any]]) -> str:
+    """The 0.95 generation target judged on the mean over experts, and each expert counted apart."""
+    experts = [a for r in rs for a in r["generation"]["per_expert"]]
+    mean = statistics.mean(r["generation"]["mean"] for r in rs)
+    return (("at or above" if mean >= 0.95 else "below") + " the 0.95 target as a mean over experts and seeds; "
+            f"{sum(a < 0.95 for a in experts)} of its {len(experts)} experts below 0.95 (worst {min(experts):.3f})")
+
+
+def _within_verdict(within: int, n: int) -> str:
+    """Whether a time target is met, said of the seeds that meet it (a median of an even number of
+    seeds is no seed's)."""
+    if within == n:
+        return "met by every seed"
+    if 2 * within > n:
+        return f"met by {within} of {n} seeds, not by every seed"
+    return f"missed: met by {within} of {n} seeds only"
 
 
 def mnist_conv_values() -> dict[str, str]:
@@ -148,8 +165,7 @@ def mnist_conv_values() -> dict[str, str]:
         "mnist.conv.verdict": (("meets" if statistics.mean(acc) >= 0.98 else "misses")
                                + " the 0.98 target (a mean over at least 5 seeds)"
                                if len(rs) >= 5 else f"ran {len(rs)} of the 5 seeds the 0.98 target asks for"),
-        "mnist.conv.generation.verdict": ("at or above" if statistics.mean(r["generation"]["mean"] for r in rs) >= 0.95
-                                          else "below") + " the 0.95 target, as a mean over these seeds",
+        "mnist.conv.generation.verdict": _generation_verdict(rs),
         "mnist.conv.covered": "10 of 10 in every seed" if all(r["generation"]["classes_covered"] == 10 for r in rs)
         else ", ".join(str(r["generation"]["classes_covered"]) for r in rs),
     }
