@@ -2,7 +2,8 @@
 
 Starts ``mixvae serve RUN --port 0`` in its own process on 127.0.0.1, waits for it to listen,
 asks for the map once (its first computation, timed apart), then sends a fixed, shuffled list of
-requests (every page, images, samples, slider decodes, routed uploads, the map's data) from
+requests (every page, images, samples, slider decodes, routed uploads, an image's own page,
+searches and CSV exports, the map's data) from
 ``--threads`` client threads and stops. With ``--cold`` the server first routes and scores the
 training images and computes the map (both then kept in the run folder), and those are timed. Writes the latency of each kind of request (p50, p95,
 max), the errors (any answer but 200, or no answer) and the machine to
@@ -33,7 +34,7 @@ from typing import Any
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-KINDS = ("page", "image", "sample", "decode", "route", "map")
+KINDS = ("page", "image", "sample", "decode", "route", "item", "search", "map")
 
 
 def start_server(run: Path) -> tuple[subprocess.Popen[str], str, float]:
@@ -71,7 +72,7 @@ def plan(n: int, experts: int, latent: int, images: int, uploads: list[bytes], s
     pages = ["/", "/try", "/map", "/outliers", "/training"] + [f"/expert/{k}" for k in range(experts)]
     out: list[tuple[str, Any]] = []
     for i in range(n):
-        kind = "map" if i % 60 == 59 else KINDS[i % 5]
+        kind = "map" if i % 60 == 59 else KINDS[i % 7]
         if kind == "page":
             out.append((kind, rng.choice(pages)))
         elif kind == "image":
@@ -83,6 +84,12 @@ def plan(n: int, experts: int, latent: int, images: int, uploads: list[bytes], s
             out.append((kind, f"/decode/{rng.randrange(experts)}.png?z={z}"))
         elif kind == "route":
             out.append((kind, rng.choice(uploads)))
+        elif kind == "item":
+            out.append((kind, f"/item/{rng.randrange(images)}"))
+        elif kind == "search":
+            out.append((kind, rng.choice([f"/search?q={rng.randrange(10)}", f"/search?expert={rng.randrange(experts)}",
+                                          f"/export.csv?expert={rng.randrange(experts)}",
+                                          f"/search?p_min=0.9&page={rng.randrange(1, 3)}"])))
         else:
             out.append((kind, "/api/map"))
     rng.shuffle(out)

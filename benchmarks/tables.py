@@ -618,6 +618,7 @@ def distributed() -> str:
 
 APP_KINDS = {"page": "a page (HTML)", "image": "a training image (PNG)", "sample": "a sample at a temperature (PNG)",
              "decode": "a latent slider's image (PNG)", "route": "an uploaded PNG routed (JSON)",
+             "item": "an image's own page (HTML, routes it)", "search": "a search or a CSV export",
              "map": "the map's points (JSON)"}
 
 
