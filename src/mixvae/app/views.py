@@ -132,11 +132,7 @@ def export() -> Response:
     if ex.assigned is None:
         abort(404)
     text, k, p_min, score_min = _query()
-    ex.refresh()
-    rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))  # as assign names them
-    response = Response(csv_text(rows, ex.search(text, k, p_min, score_min)), mimetype="text/csv")
-    response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
-    return response
+    return _csv(ex, ex.search(text, k, p_min, score_min).tolist())
 
 
 @pages.route("/api/export", methods=["POST"])
@@ -153,8 +149,14 @@ def export_selection() -> Response:
     n = len(ex.sources)
     if not isinstance(ids, list) or not all(type(i) is int and 0 <= i < n for i in ids):
         abort(400, f"ids must be a list of image indices in 0..{n - 1}")
+    return _csv(ex, ids)
+
+
+def _csv(ex: Explorer, ids: list[int]) -> Response:
+    """Images ``ids`` as a CSV download with ``mixvae assign``'s rows (its classes named as assign names them)."""
+    assert ex.assigned is not None
     ex.refresh()
-    rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))  # as assign names them
+    rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))
     response = Response(csv_text(rows, ids), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
     return response
