@@ -31,6 +31,7 @@ from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 
 from mixvae.app import Explorer, create_app, make_server
+from mixvae.cli import main
 from mixvae.estimator import MixtureVAE
 
 from test_assign import png_folder, train_tiny
@@ -324,3 +325,89 @@ def test_checked_images_of_an_expert_are_exported(site):
     assert driver.find_element(By.ID, "picked-bar").get_attribute("data-ids") == ",".join(map(str, members[1:4]))
     driver.find_element(By.ID, "pick-all").click()
     assert driver.find_element(By.ID, "picked-count").text == f"{len(boxes)} selected"
+
+
+def text_of(driver: Any, selector: str) -> str:
+    """An element's text, or "" while the page it was on is being replaced."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    try:
+        return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
+
+
+def test_names_and_merges_made_in_the_browser_are_kept_across_a_restart_and_assign_writes_them(tmp_path):
+    """Name a cluster, merge two, lasso-select 20 images on the map and export them, restart the
+    server: every decision is kept, and assign writes the names."""
+    import csv
+
+    torch.manual_seed(0)
+    folder, _ = png_folder(tmp_path)
+    run = train_tiny(folder, tmp_path / "run")
+
+    def serve() -> tuple[Any, str, Explorer]:
+        ex = Explorer.open(run, log=lambda m: None)
+        server = make_server(create_app(ex), "127.0.0.1", 0)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        return server, f"http://127.0.0.1:{server.server_port}", ex
+
+    server, base, ex = serve()
+    sizes = [len(ex.members(k)) for k in range(ex.n_experts)]
+    k, j = int(np.argmax(sizes)), int(np.argsort(sizes)[-2])
+    driver = start_browser()
+    try:
+        driver.get(base + f"/expert/{j}")
+        driver.find_element(By.ID, "cluster-name").send_keys("top band")
+        driver.find_element(By.ID, "save-name").click()
+        wait_for(lambda: "top band" in text_of(driver, "h1"))
+        driver.get(base + f"/expert/{k}")
+        from selenium.webdriver.support.ui import Select
+
+        Select(driver.find_element(By.ID, "merge-into")).select_by_value(str(j))
+        driver.find_element(By.ID, "merge").click()
+        wait_for(lambda: driver.current_url.endswith(f"/expert/{j}")
+                 and f"{sizes[j] + sizes[k]} images routed here" in text_of(driver, ".sub"))
+        driver.get(base + "/map")
+        wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-points"), timeout=120)
+        ids = list(range(20))
+        driver.execute_script("document.getElementById('map').emit('plotly_selected', {points: arguments[0]})",
+                              [{"customdata": i} for i in ids])
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#selection a"))
+        server.shutdown()
+        server.server_close()
+        server, base, _ = serve()  # a restart
+        driver.get(base + f"/expert/{k}")
+        assert "Merged into" in driver.find_element(By.ID, "curate").text
+        driver.get(base + f"/expert/{j}")
+        assert "top band" in driver.find_element(By.TAG_NAME, "h1").text
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+    out = tmp_path / "assigned.csv"
+    assert main(["assign", str(run), "--data", str(folder), "--out", str(out), "--quiet"]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    assert {r["name"] for r in rows if int(r["expert"]) == j} == {"top band"}
+    assert sum(int(r["expert"]) == j for r in rows) == sizes[j] + sizes[k]
+
+
+def test_undo_clears_every_name_and_merge(tmp_path):
+    torch.manual_seed(0)
+    folder, _ = png_folder(tmp_path)
+    run = train_tiny(folder, tmp_path / "run")
+    ex = Explorer.open(run, log=lambda m: None)
+    ex.curate("name", 0, "zero")
+    ex.curate("merge", 1, 2)
+    server = make_server(create_app(ex), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver = start_browser()
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_port}/expert/1")
+        driver.find_element(By.ID, "reset-curation").click()
+        wait_for(lambda: "merge into" in text_of(driver, "#curate"))  # expert 1 is itself again
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+    assert ex.curation.names == {} and ex.curation.merged == {}

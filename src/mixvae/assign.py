@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import shutil
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,10 +28,11 @@ from mixvae.atomic import atomic_write
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.model import MixtureModule
 
-__all__ = ["COLUMNS", "INDEX_FILE", "IW_SAMPLES", "Assignments", "assign", "csv_text", "expert_folder", "sort_into", "write_csv"]
+__all__ = ["COLUMNS", "INDEX_FILE", "IW_SAMPLES", "Assignments", "assign", "csv_text", "expert_folder", "folder_name", "sort_into",
+           "write_csv"]
 
 COLUMNS = ("source", "expert", "probability", "runner_up", "runner_up_probability", "matched_class",
-           "outlier_score", "outlier_rank")
+           "outlier_score", "outlier_rank", "name")
 IW_SAMPLES = 10  # draws per expert of the outlier score's bound: assign's, the app's and its uploads' alike
 INDEX_FILE = "index.csv"  # in each expert's folder of --sort-into: its members, most typical first
 
@@ -46,6 +48,7 @@ class Assignments:
     runner_up_probability: np.ndarray  # (N,) float
     outlier_score: np.ndarray  # (N,) float64: -log p(x) bound, nats
     matched_class: list[str] | None = None  # per expert
+    names: list[str] | None = None  # per expert: the name a user gave its cluster (mixvae.curation), "" for none
 
     @property
     def outlier_rank(self) -> np.ndarray:
@@ -64,7 +67,8 @@ class Assignments:
             k = int(self.expert[i])
             yield [source, k, f"{self.probability[i]:.6f}", int(self.runner_up[i]),
                    f"{self.runner_up_probability[i]:.6f}",
-                   self.matched_class[k] if self.matched_class else "", f"{self.outlier_score[i]:.4f}", int(rank[i])]
+                   self.matched_class[k] if self.matched_class else "", f"{self.outlier_score[i]:.4f}", int(rank[i]),
+                   self.names[k] if self.names else ""]
 
 
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -114,6 +118,11 @@ def write_csv(result: Assignments, path: Path) -> Path:
     return Path(path)
 
 
+def folder_name(name: str) -> str:
+    """A cluster's name as part of a folder name: letters, digits, dot, dash and underscore."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "named"
+
+
 def expert_folder(k: int) -> str:
     """The name of expert k's folder in ``--sort-into``: expert-00, expert-01, ..."""
     return f"expert-{k:02d}"
@@ -129,7 +138,8 @@ def sort_into(result: Assignments, files: list[Path], out: Path, copy: bool = Fa
     for k in np.unique(result.expert):
         members = np.flatnonzero(result.expert == k)
         members = members[np.lexsort((members, -result.probability[members]))]  # most typical first
-        folder = Path(out) / expert_folder(int(k))
+        named = result.names[int(k)] if result.names else ""
+        folder = Path(out) / (expert_folder(int(k)) + (f"-{folder_name(named)}" if named else ""))
         folder.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CHECKPOINT_DIR",
     "CONFIG_FILE",
+    "CURATION_FILE",
     "ESTIMATOR_FILE",
     "EVAL_FILE",
     "LOCK_FILE",
@@ -70,6 +71,7 @@ ESTIMATOR_FILE = "estimator.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
 MAP_FILE = "map.npz"  # the app's 2-D map of the training images, with the weights' checksum it belongs to
+CURATION_FILE = "curation.json"  # the app's decisions about the clusters: names and merges (mixvae.curation)
 ROUTING_FILE = "routing.npz"  # the app's routing and outlier scores of the training images, likewise
 NEIGHBOURS_FILE = "neighbours.npy"  # the neighbour graph of the training images, built once per run
 NEIGHBOURS_META = "neighbours.json"  # what it was built from, and its checksum
@@ -165,7 +167,7 @@ def write_eval(run_dir: Path | str, result: dict[str, Any]) -> None:
 
 
 # what a run writes (everything but the lock), removed when a run folder is overwritten
-_RUN_FILES = (CONFIG_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE,
+_RUN_FILES = (CONFIG_FILE, CURATION_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE,
               NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE, ROUTING_FILE)
 
 

@@ -8,6 +8,7 @@ concurrent requests never interleave inside torch.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -25,6 +26,7 @@ from mixvae.assign import IW_SAMPLES, Assignments, assign
 from mixvae.atomic import atomic_write, file_sha256
 from mixvae.checkpoint import load_run
 from mixvae.config import RunConfig
+from mixvae.curation import Curation, read_curation, write_curation
 from mixvae.data import DataError, image_files, load
 from mixvae.data.builtin import builtin_name
 from mixvae.devices import cpu_draw
@@ -32,6 +34,7 @@ from mixvae.inference import images_to_tensor, log_likelihood
 from mixvae.kinds.images import GreyImages, array_shape
 from mixvae.model import MixtureModule
 from mixvae.runfolder import (
+    CURATION_FILE,
     EVAL_FILE,
     MAP_FILE,
     NEIGHBOURS_FILE,
@@ -151,13 +154,19 @@ class Explorer:
                  sources: list[str], assigned: Assignments | None, records: list[dict[str, Any]],
                  evaluation: dict[str, Any], iw_samples: int = IW_SAMPLES):
         self.run, self.module, self.cfg = Path(run), module, cfg
-        self.images, self.sources, self.assigned = images, sources, assigned
+        self.images, self.sources = images, sources
+        self.trained = assigned  # the routing as the model gives it; ``assigned``: as the user's decisions make it
         self.records, self.evaluation = records, evaluation
         self.iw_samples = iw_samples  # the outlier score's draws, for uploads as for the training images
         self.lock = threading.Lock()
         self.map_lock = threading.Lock()  # one computation of the map, however many ask at once
         self._map: np.ndarray | None = None
-        self._eval_seen = self._eval_stamp()
+        self._eval_seen = self._stamp(EVAL_FILE)
+        self.curation = read_curation(self.run, cfg.model.n_components)  # names and merges (mixvae.curation)
+        self._curation_seen = self._stamp(CURATION_FILE)
+        self.curation_lock = threading.Lock()
+        self.assigned: Assignments | None = None
+        self._relabel()
         self._graph: np.ndarray | None = None
 
     # ----------------------------------------------------------------- opening
@@ -221,27 +230,61 @@ class Explorer:
     def latent_dim(self) -> int:
         return self.cfg.model.latent_dim
 
-    def _eval_stamp(self) -> tuple[int, int] | None:
+    def _stamp(self, name: str) -> tuple[int, int] | None:
         try:
-            st = (self.run / EVAL_FILE).stat()
+            st = (self.run / name).stat()
         except OSError:
             return None
         return st.st_mtime_ns, st.st_size
 
+    def _relabel(self) -> None:
+        """The routing as the decisions make it (merged experts)."""
+        self.assigned = self.curation.apply(self.trained) if self.trained is not None else None
+
     def refresh(self) -> None:
-        """Read ``eval.json`` again when it changed (a ``mixvae evaluate`` while the app runs)."""
-        stamp = self._eval_stamp()
+        """Read ``eval.json`` and the curation again when they changed (a ``mixvae evaluate``, or
+        another server over the same run, while this one runs)."""
+        stamp = self._stamp(EVAL_FILE)
         if stamp != self._eval_seen:
             self._eval_seen = stamp
             self.evaluation = read_eval(self.run)
-            if self.assigned is not None:
-                self.assigned.matched_class = (matched_classes(self.evaluation)
-                                               or _folder_classes(self.assigned, self.sources, self.n_experts))
+            if self.trained is not None:
+                self.trained.matched_class = (matched_classes(self.evaluation)
+                                              or _folder_classes(self.trained, self.sources, self.n_experts))
+            self._relabel()
+        stamp = self._stamp(CURATION_FILE)
+        if stamp != self._curation_seen:
+            self._curation_seen = stamp
+            self.curation = read_curation(self.run, self.n_experts)
+            self._relabel()
+
+    def curate(self, action: str, k: int = 0, value: Any = None) -> None:
+        """One decision ("name" expert k ``value``, "merge" k into ``value``, "reset"), kept in the
+        run folder at once (RunFolderError while a training holds the folder; ValueError for a
+        decision that cannot be made)."""
+        with self.curation_lock:
+            self.refresh()
+            decided = copy.deepcopy(self.curation)
+            if action == "name":
+                decided.rename(k, str(value))
+            elif action == "merge":
+                decided.merge(k, int(value))
+            elif action == "reset":
+                decided = Curation()
+            else:
+                raise ValueError(f"unknown action {action!r}: expected name, merge or reset")
+            write_curation(self.run, decided)
+            self.curation, self._curation_seen = decided, self._stamp(CURATION_FILE)
+            self._relabel()
 
     def matched(self, k: int) -> str | None:
+        """The name of expert k's cluster: the one a user gave it, else its matched class."""
         self.refresh()
-        names = self.assigned.matched_class if self.assigned is not None else None
-        return names[k] if names else None
+        given = self.curation.name(k)
+        if given:
+            return given
+        names = self.trained.matched_class if self.trained is not None else None
+        return names[self.curation.target(k)] if names else None
 
     def members(self, k: int) -> np.ndarray:
         """The images routed to expert k, most probable first."""

@@ -20,7 +20,7 @@ from mixvae.app.explorer import Explorer
 from mixvae.app.images import BadImage, data_uri, pixels_image, png_bytes, upload_image
 from mixvae.assign import csv_text
 from mixvae.figures import FIGURES
-from mixvae.runfolder import matched_classes
+from mixvae.runfolder import RunFolderError, matched_classes
 
 __all__ = ["PER_PAGE", "pages"]
 
@@ -135,6 +135,31 @@ def export() -> Response:
     return _csv(ex, ex.search(text, k, p_min, score_min).tolist())
 
 
+@pages.route("/api/curate", methods=["POST"])
+def curate() -> Response:
+    """A decision about the clusters, kept in the run folder: ``{"action": "name", "expert": k,
+    "name": "..."}``, ``{"action": "merge", "expert": k, "into": j}`` or ``{"action": "reset"}``."""
+    ex = explorer()
+    try:
+        body = json.loads(request.get_data(cache=False))
+        action = body["action"]
+        k = body.get("expert", 0)
+        value = body.get("name", "") if action == "name" else body.get("into")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        abort(400, 'the body is not {"action": ..., "expert": k, ...}')
+    if type(k) is not int or not 0 <= k < ex.n_experts or (action == "merge" and (
+            type(value) is not int or not 0 <= value < ex.n_experts)) or (action == "name" and type(value) is not str):
+        abort(400, f"experts are integers in 0..{ex.n_experts - 1}, a name is text")
+    try:
+        ex.curate(str(action), k, value)
+    except RunFolderError as e:  # a training holds the run folder (a ValueError too: before the next clause)
+        abort(409, str(e))
+    except ValueError as e:
+        abort(400, str(e))
+    return jsonify(names={str(j): ex.matched(j) for j in range(ex.n_experts)},
+                   merged={str(j): t for j in range(ex.n_experts) if (t := ex.curation.target(j)) != j})
+
+
 @pages.route("/api/export", methods=["POST"])
 def export_selection() -> Response:
     """A selection of training images (JSON ``{"ids": [i, ...]}``, a lasso on the map say), as
@@ -154,9 +179,10 @@ def export_selection() -> Response:
 
 def _csv(ex: Explorer, ids: list[int]) -> Response:
     """Images ``ids`` as a CSV download with ``mixvae assign``'s rows (its classes named as assign names them)."""
-    assert ex.assigned is not None
-    ex.refresh()
-    rows = dataclasses.replace(ex.assigned, matched_class=matched_classes(ex.evaluation))
+    assert ex.trained is not None
+    ex.refresh()  # the classes named as assign names them, then the user's names and merges, as assign applies them
+    rows = ex.curation.label(dataclasses.replace(ex.trained, matched_class=matched_classes(ex.evaluation)),
+                             ex.n_experts)
     response = Response(csv_text(rows, ids), mimetype="text/csv")
     response.headers["Content-Disposition"] = 'attachment; filename="mixvae-selection.csv"'
     return response

@@ -35,7 +35,7 @@ def _clear_sorted(folder: Path) -> None:
     from mixvae.assign import INDEX_FILE
 
     for sub in folder.iterdir():
-        if sub.is_dir() and not sub.is_symlink() and re.fullmatch(r"expert-\d+", sub.name) \
+        if sub.is_dir() and not sub.is_symlink() and re.fullmatch(r"expert-\d+(-[A-Za-z0-9._-]+)?", sub.name) \
                 and (sub / INDEX_FILE).exists():
             shutil.rmtree(sub)
 
@@ -54,6 +54,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
 
     from mixvae.assign import assign, sort_into, write_csv
     from mixvae.checkpoint import load_run
+    from mixvae.curation import read_curation
     from mixvae.runfolder import matched_classes, read_eval
 
     if args.iw < 1 or args.batch_size < 1:
@@ -73,6 +74,7 @@ def cmd_assign(args: argparse.Namespace) -> int:
     # the bound in nats of the data in its own units, as MixtureVAE.score_samples gives it
     result.outlier_score = result.outlier_score + kind.log_jacobian(cfg.model)
     result.matched_class = matched_classes(read_eval(args.run))
+    result = read_curation(args.run, cfg.model.n_components).label(result, cfg.model.n_components)  # names, merges
     write_csv(result, args.out)
     if args.sort_into is not None and files is not None:
         if args.sort_into.exists():

@@ -83,6 +83,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from mixvae.checkpoint import load_run
+    from mixvae.curation import read_curation
     from mixvae.inference import predict_proba
     from mixvae.kinds import kind_of
     from mixvae.runfolder import matched_classes, read_eval
@@ -92,9 +93,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
     probs = predict_proba(module, data, batch_size=10000)
     experts = probs.argmax(1)
     matched = matched_classes(read_eval(args.run))  # the expert's class, when the run was evaluated with labels
-    lines = [f"{name}\t{int(k)}\t{probs[i, k]:.4f}" + (f"\t{matched[k]}" if matched else "")
-             for i, (name, k) in enumerate(zip(names, experts))]
-    header = "file\texpert\tprobability" + ("\tmatched_class" if matched else "")
+    curation = read_curation(args.run, cfg.model.n_components)  # names and merges given in mixvae serve
+    named = bool(curation.names)
+    lines = [f"{name}\t{curation.target(int(k))}\t{probs[i, k]:.4f}" + (f"\t{matched[k]}" if matched else "")
+             + (f"\t{curation.name(int(k)) or ''}" if named else "") for i, (name, k) in enumerate(zip(names, experts))]
+    header = "file\texpert\tprobability" + ("\tmatched_class" if matched else "") + ("\tname" if named else "")
     sys.stdout.write(header + "\n" + "\n".join(lines) + "\n")
     return 0
 

@@ -4,8 +4,31 @@ const mixvae = (() => {
   const $ = (sel) => document.querySelector(sel);
   const SVG_POINTS = 20000;
 
+  async function curate(decision) {
+    const r = await fetch("/api/curate", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify(decision)});
+    const answer = await r.json().catch(() => ({error: `the app answered ${r.status}`}));
+    if (!r.ok) { $("#curate-message").textContent = answer.error; return null; }
+    return answer;
+  }
+
   function expertPage() {
     const samples = $("#samples"), k = samples.dataset.expert;
+    const save = $("#save-name"), merge = $("#merge");
+    if (save) {
+      save.addEventListener("click", async () => {
+        if (await curate({action: "name", expert: Number(k), name: $("#cluster-name").value})) location.reload();
+      });
+    }
+    $("#reset-curation").addEventListener("click", async () => {
+      if (await curate({action: "reset"})) location.reload();
+    });
+    if (merge) {
+      merge.addEventListener("click", async () => {
+        const into = Number($("#merge-into").value);
+        if (await curate({action: "merge", expert: Number(k), into})) location.assign(`/expert/${into}`);
+      });
+    }
     const temp = $("#temperature"), tempOut = $("#temperature-value");
     let batch = 0;
     const resample = () => {

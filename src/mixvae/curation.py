@@ -1,0 +1,108 @@
+"""A user's decisions about a run's clusters: a name for an expert, and experts merged into one.
+
+The decisions are kept in the run folder (``RUN/curation.json``, written atomically while the run
+lock is held, so never beside a training of the same folder) and used wherever a run's clusters
+are shown or written: the app's pages, ``mixvae assign`` (the merged expert and the name in its
+CSV, the name in ``--sort-into`` folders) and ``mixvae predict``. Training never reads them: the
+model stays as it was trained, and a decision can be undone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mixvae.assign import Assignments
+from mixvae.atomic import atomic_write
+from mixvae.runfolder import CURATION_FILE, RunFolderError, RunLock
+
+__all__ = ["MAX_NAME", "Curation", "read_curation", "write_curation"]
+
+MAX_NAME = 60  # characters of a cluster's name
+
+
+@dataclass
+class Curation:
+    """Names by expert, and merges (an expert -> the expert it joined)."""
+
+    names: dict[int, str] = field(default_factory=dict)
+    merged: dict[int, int] = field(default_factory=dict)
+
+    def target(self, k: int) -> int:
+        """The expert k's images belong to now: k, or the expert it was merged into (followed)."""
+        seen = {k}
+        while k in self.merged:
+            k = self.merged[k]
+            if k in seen:  # a circle cannot be written (merge refuses one); stop rather than loop
+                break
+            seen.add(k)
+        return k
+
+    def name(self, k: int) -> str | None:
+        """The name of the cluster expert k's images belong to, when one was given."""
+        return self.names.get(self.target(k))
+
+    def rename(self, k: int, name: str) -> None:
+        name = " ".join(name.split())
+        if len(name) > MAX_NAME:
+            raise ValueError(f"the name is over {MAX_NAME} characters")
+        if name:
+            self.names[self.target(k)] = name
+        else:
+            self.names.pop(self.target(k), None)
+
+    def merge(self, k: int, into: int) -> None:
+        """Expert k's cluster joins expert ``into``'s (its name, if it had one, gives way)."""
+        k, into = self.target(k), self.target(into)
+        if k == into:
+            raise ValueError(f"expert {k} is already in that cluster")
+        self.merged[k] = into
+        self.names.pop(k, None)
+
+    def apply(self, a: Assignments) -> Assignments:
+        """The assignments with every image's expert as the decisions make it."""
+        if not self.merged:
+            return a
+        lookup = np.array([self.target(k) for k in range(int(a.expert.max()) + 1)]) if len(a.expert) else np.zeros(0)
+        return dataclasses.replace(a, expert=lookup[a.expert].astype(a.expert.dtype))
+
+    def label(self, a: Assignments, n_experts: int) -> Assignments:
+        """The assignments as the decisions make them: merged experts, and each cluster's name."""
+        out = self.apply(a)
+        if self.names:
+            out = dataclasses.replace(out, names=[self.name(k) or "" for k in range(n_experts)])
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps({"names": {str(k): v for k, v in sorted(self.names.items())},
+                           "merged": {str(k): v for k, v in sorted(self.merged.items())}}, indent=2)
+
+
+def read_curation(run: Path | str, n_experts: int) -> Curation:
+    """The decisions kept in ``run`` (none when it has no curation file); RunFolderError, one
+    line, for a file that is not one."""
+    path = Path(run) / CURATION_FILE
+    if not path.exists():
+        return Curation()
+    try:
+        raw: Any = json.loads(path.read_text())
+        names = {int(k): str(v) for k, v in raw.get("names", {}).items()}
+        merged = {int(k): int(v) for k, v in raw.get("merged", {}).items()}
+    except (ValueError, TypeError, AttributeError) as e:
+        raise RunFolderError(f"{path} is not a curation file written by mixvae serve ({e})") from None
+    bad = [k for k in (*names, *merged, *merged.values()) if not 0 <= k < n_experts]
+    if bad:
+        raise RunFolderError(f"{path} names expert {bad[0]}, but the run has {n_experts} experts")
+    return Curation(names, merged)
+
+
+def write_curation(run: Path | str, curation: Curation) -> None:
+    """Keep the decisions in ``run``, atomically, holding the run lock (RunFolderError when a
+    training holds it)."""
+    with RunLock(Path(run)):
+        atomic_write(Path(run) / CURATION_FILE, curation.to_json().encode())

@@ -1,0 +1,108 @@
+"""Decisions about a run's clusters (names, merges): kept in the run folder, shown by the app,
+used by ``mixvae assign`` and ``mixvae predict``, never by training."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("flask")
+
+from mixvae.app import Explorer, create_app
+from mixvae.cli import main
+from mixvae.curation import Curation, read_curation
+from mixvae.runfolder import CURATION_FILE, RunFolderError, RunLock
+
+from test_assign import png_folder, train_tiny
+
+
+@pytest.fixture
+def curated(tmp_path):
+    torch.manual_seed(0)
+    folder, files = png_folder(tmp_path)
+    run = train_tiny(folder, tmp_path / "run")
+    ex = Explorer.open(run, log=lambda m: None)
+    return ex, create_app(ex).test_client(), folder, files
+
+
+def sizes(ex: Explorer) -> list[int]:
+    return [len(ex.members(k)) for k in range(ex.n_experts)]
+
+
+def test_merges_follow_their_chain_and_names_follow_the_cluster() -> None:
+    c = Curation()
+    c.rename(2, "  round   things ")
+    c.merge(2, 3)
+    c.merge(3, 1)
+    assert [c.target(k) for k in range(5)] == [0, 1, 1, 1, 4]
+    assert c.name(2) is None  # a name gives way to the cluster it joined
+    c.rename(2, "ones")  # names the cluster 2 now belongs to
+    assert c.names == {1: "ones"} and c.name(3) == "ones"
+    with pytest.raises(ValueError, match="already in that cluster"):
+        c.merge(3, 1)
+    with pytest.raises(ValueError, match="over 60 characters"):
+        c.rename(0, "x" * 61)
+
+
+def test_a_name_and_a_merge_are_kept_shown_and_survive_a_restart(curated) -> None:
+    ex, client, _, _ = curated
+    before = sizes(ex)
+    k, j = int(np.argmax(before)), int(np.argsort(before)[-2])
+    assert client.post("/api/curate", json={"action": "name", "expert": j, "name": "top band"}).status_code == 200
+    answer = client.post("/api/curate", json={"action": "merge", "expert": k, "into": j})
+    assert answer.status_code == 200 and answer.get_json()["merged"] == {str(k): j}
+    saved = json.loads((ex.run / CURATION_FILE).read_text())
+    assert saved == {"names": {str(j): "top band"}, "merged": {str(k): j}}
+    assert sizes(ex)[j] == before[j] + before[k] and sizes(ex)[k] == 0
+    assert ex.matched(k) == ex.matched(j) == "top band"
+    assert "top band" in client.get(f"/expert/{j}").data.decode()
+    assert f'Merged into <a href="/expert/{j}">' in client.get(f"/expert/{k}").data.decode()
+    again = Explorer.open(ex.run, log=lambda m: None)  # a restart: every decision kept
+    assert sizes(again) == sizes(ex) and again.matched(k) == "top band"
+    assert client.post("/api/curate", json={"action": "reset"}).status_code == 200
+    assert sizes(ex) == before and ex.matched(j) != "top band"
+
+
+def test_assign_and_predict_use_the_names_and_merges(curated, tmp_path: Path, capsys) -> None:
+    ex, client, folder, files = curated
+    before = sizes(ex)
+    k, j = int(np.argmax(before)), int(np.argsort(before)[-2])
+    client.post("/api/curate", json={"action": "name", "expert": j, "name": "top band"})
+    client.post("/api/curate", json={"action": "merge", "expert": k, "into": j})
+    out, sorted_dir = tmp_path / "a.csv", tmp_path / "sorted"
+    assert main(["assign", str(ex.run), "--data", str(folder), "--out", str(out), "--sort-into", str(sorted_dir),
+                 "--quiet"]) == 0
+    rows = list(csv.DictReader(out.read_text().splitlines()))
+    trained = {ex.sources[i]: int(e) for i, e in enumerate(ex.trained.expert)}
+    for r in rows:
+        want = j if trained[r["source"]] in (k, j) else trained[r["source"]]
+        assert int(r["expert"]) == want
+        assert r["name"] == ("top band" if want == j else "")
+    assert (sorted_dir / f"expert-{j:02d}-top_band").is_dir() and not (sorted_dir / f"expert-{k:02d}").exists()
+    capsys.readouterr()
+    member = files[[f.relative_to(folder).as_posix() for f in files].index(ex.sources[int(ex.members(j)[0])])]
+    assert main(["predict", str(ex.run), str(member)]) == 0
+    header, line = capsys.readouterr().out.strip().splitlines()
+    assert header.split("\t")[-1] == "name" and line.split("\t")[1] == str(j) and line.split("\t")[-1] == "top band"
+
+
+def test_a_decision_is_refused_while_a_training_holds_the_run_and_bad_ones_get_400(curated) -> None:
+    ex, client, _, _ = curated
+    with RunLock(ex.run):
+        answer = client.post("/api/curate", json={"action": "name", "expert": 0, "name": "x"})
+        assert answer.status_code == 409 and "in use" in answer.get_json()["error"]
+    assert not (ex.run / CURATION_FILE).exists()
+    for body in ({"action": "merge", "expert": 0, "into": 0}, {"action": "merge", "expert": 0, "into": 99},
+                 {"action": "name", "expert": -1, "name": "x"}, {"action": "name", "expert": 0, "name": 3},
+                 {"action": "jump"}, {"expert": 1}, [1]):
+        assert client.post("/api/curate", json=body).status_code == 400, body
+    assert client.post("/api/curate", json={"action": "reset"}, headers={"Origin": "http://evil.example"}
+                       ).status_code == 403
+    (ex.run / CURATION_FILE).write_text('{"merged": {"7": 99}}')
+    with pytest.raises(RunFolderError, match="names expert"):
+        read_curation(ex.run, ex.n_experts)
