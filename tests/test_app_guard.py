@@ -406,3 +406,64 @@ def test_a_selection_is_exported_as_assigns_rows_in_its_order(guarded) -> None:
     for body in ({"ids": [len(ex.sources)]}, {"ids": [-1]}, {"ids": ["1"]}, {"ids": [True]}, {"ids": 3}, [1, 2]):
         assert client.post("/api/export", json=body).status_code == 400, body
     assert client.post("/api/export", json={"ids": [1]}, headers={"Origin": "http://evil.example"}).status_code == 403
+
+
+def _rss_kib(pid: int, key: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {key} for process {pid}")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads the server's memory from /proc")
+def test_the_servers_memory_stays_bounded_under_the_attack_corpus_and_big_uploads(guarded, tmp_path: Path) -> None:
+    """`mixvae serve` in its own process: eight concurrent 4096 x 4096 uploads (the largest it
+    decodes) and the attack corpus take its peak resident memory less than 400 MiB above what it
+    held once serving, because uploads share two slots (measured: 308 MiB serving, peak 498 MiB;
+    with eight slots the peak was 931 MiB); it keeps answering."""
+    import subprocess
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    ex, _, _, _ = guarded
+    proc = subprocess.Popen([sys.executable, "-m", "mixvae", "serve", str(ex.run), "--port", "0"],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        port = None
+        for line in proc.stderr:  # type: ignore[union-attr]
+            if "serving" in line:
+                port = int(line.split("127.0.0.1:")[1].split("/")[0])
+                break
+        assert port, "the server did not start"
+        ready = _rss_kib(proc.pid, "VmRSS")
+        rng = np.random.default_rng(0)
+        row = rng.integers(0, 256, (1, 4096, 3), dtype=np.uint8)
+        big = png(np.tile(row, (4096, 1, 1)))  # 4096 x 4096 colour pixels, repeated rows: a small file
+        assert len(big) < MAX_UPLOAD_BYTES
+
+        def upload(_: int) -> int:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            try:
+                conn.request("POST", "/api/route", body=big, headers={"Content-Type": "image/png"})
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(upload, range(8)))
+        assert all(s in (200, 503) for s in statuses) and 200 in statuses, statuses  # 503: no slot within 5 s
+        for body, kind in ((png_header(20000, 20000), "image/png"),
+                           (b'{"pixels": ' + b"[" * 50_000 + b"]" * 50_000 + b"}", "application/json")):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+            conn.request("POST", "/api/route", body=body, headers={"Content-Type": kind})
+            assert 400 <= conn.getresponse().status < 500
+            conn.close()
+        peak = _rss_kib(proc.pid, "VmHWM")
+        assert (peak - ready) < 400 * 1024, f"peak {peak // 1024} MiB, {ready // 1024} MiB once serving"
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+        conn.request("GET", "/api/map")
+        assert conn.getresponse().status == 200
+        conn.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
