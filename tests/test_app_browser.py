@@ -411,3 +411,37 @@ def test_undo_clears_every_name_and_merge(tmp_path):
         server.shutdown()
         server.server_close()
     assert ex.curation.names == {} and ex.curation.merged == {}
+
+
+def test_checked_images_are_moved_or_marked_as_junk(tmp_path):
+    from selenium.webdriver.support.ui import Select
+
+    torch.manual_seed(0)
+    folder, _ = png_folder(tmp_path)
+    run = train_tiny(folder, tmp_path / "run")
+    ex = Explorer.open(run, log=lambda m: None)
+    k = int(np.argmax([len(ex.members(e)) for e in range(ex.n_experts)]))
+    j = (k + 1) % ex.n_experts
+    first = ex.members(k).tolist()[:3]
+    server = make_server(create_app(ex), "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    driver = start_browser()
+    try:
+        driver.get(f"http://127.0.0.1:{server.server_port}/expert/{k}")
+        boxes = driver.find_elements(By.CSS_SELECTOR, "input.pick")
+        boxes[0].click()
+        boxes[1].click()
+        Select(driver.find_element(By.ID, "move-into")).select_by_value(str(j))
+        driver.find_element(By.ID, "move-picked").click()
+        wait_for(lambda: first[:2] == [i for i in ex.members(j).tolist() if i in first[:2]])
+        wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "input.pick"))  # the page again, after its reload
+        wait_for(lambda: driver.execute_script("return document.readyState") == "complete")
+        box = next(b for b in driver.find_elements(By.CSS_SELECTOR, "input.pick") if int(b.get_attribute("value")) == first[2])
+        box.click()
+        driver.find_element(By.ID, "junk-picked").click()
+        wait_for(lambda: int(ex.assigned.expert[first[2]]) == -1)
+    finally:
+        driver.quit()
+        server.shutdown()
+        server.server_close()
+    assert not set(first) & set(ex.members(k).tolist())

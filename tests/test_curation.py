@@ -57,7 +57,7 @@ def test_a_name_and_a_merge_are_kept_shown_and_survive_a_restart(curated) -> Non
     answer = client.post("/api/curate", json={"action": "merge", "expert": k, "into": j})
     assert answer.status_code == 200 and answer.get_json()["merged"] == {str(k): j}
     saved = json.loads((ex.run / CURATION_FILE).read_text())
-    assert saved == {"names": {str(j): "top band"}, "merged": {str(k): j}}
+    assert saved == {"names": {str(j): "top band"}, "merged": {str(k): j}, "moved": {}, "junk": []}
     assert sizes(ex)[j] == before[j] + before[k] and sizes(ex)[k] == 0
     assert ex.matched(k) == ex.matched(j) == "top band"
     assert "top band" in client.get(f"/expert/{j}").data.decode()
@@ -106,3 +106,29 @@ def test_a_decision_is_refused_while_a_training_holds_the_run_and_bad_ones_get_4
     (ex.run / CURATION_FILE).write_text('{"merged": {"7": 99}}')
     with pytest.raises(RunFolderError, match="names expert"):
         read_curation(ex.run, ex.n_experts)
+
+
+def test_moved_and_junk_images_go_where_they_were_put_in_the_app_and_in_assign(curated, tmp_path: Path) -> None:
+    ex, client, folder, _ = curated
+    k = int(np.argmax(sizes(ex)))
+    j = (k + 1) % ex.n_experts
+    members = ex.members(k).tolist()
+    move, junk = members[:3], members[3:5]
+    assert client.post("/api/curate", json={"action": "move", "ids": move, "into": j}).status_code == 200
+    assert client.post("/api/curate", json={"action": "junk", "ids": junk}).status_code == 200
+    assert set(move) <= set(ex.members(j).tolist()) and not set(move + junk) & set(ex.members(k).tolist())
+    assert ex.matched(-1) == "junk" and [int(e) for e in ex.assigned.expert[junk]] == [-1, -1]
+    saved = json.loads((ex.run / CURATION_FILE).read_text())
+    assert saved["moved"] == {ex.sources[i]: j for i in move} and saved["junk"] == sorted(ex.sources[i] for i in junk)
+    assert client.get(f"/item/{junk[0]}").status_code == 200  # a junk image still has its page
+    out, sorted_dir = tmp_path / "a.csv", tmp_path / "sorted"
+    assert main(["assign", str(ex.run), "--data", str(folder), "--out", str(out), "--sort-into", str(sorted_dir),
+                 "--quiet"]) == 0
+    rows = {r["source"]: r for r in csv.DictReader(out.read_text().splitlines())}
+    assert all(int(rows[ex.sources[i]]["expert"]) == j for i in move)
+    assert all(rows[ex.sources[i]]["expert"] == "-1" and rows[ex.sources[i]]["name"] == "junk" for i in junk)
+    assert len(list((sorted_dir / "junk").glob("*.png"))) == 2
+    assert main(["assign", str(ex.run), "--data", str(folder), "--out", str(out), "--sort-into", str(sorted_dir),
+                 "--quiet", "--overwrite"]) == 0  # the junk folder is assign's own: replaced, not refused
+    again = Explorer.open(ex.run, log=lambda m: None)
+    assert [int(e) for e in again.assigned.expert[move + junk]] == [j, j, j, -1, -1]

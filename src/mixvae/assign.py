@@ -64,11 +64,11 @@ class Assignments:
         rank = self.outlier_rank
         for i in range(len(self.sources)) if indices is None else indices:
             source = self.sources[i]
-            k = int(self.expert[i])
+            k = int(self.expert[i])  # -1: marked as junk in mixvae serve
             yield [source, k, f"{self.probability[i]:.6f}", int(self.runner_up[i]),
                    f"{self.runner_up_probability[i]:.6f}",
-                   self.matched_class[k] if self.matched_class else "", f"{self.outlier_score[i]:.4f}", int(rank[i]),
-                   self.names[k] if self.names else ""]
+                   self.matched_class[k] if self.matched_class and k >= 0 else "", f"{self.outlier_score[i]:.4f}",
+                   int(rank[i]), "junk" if k < 0 else self.names[k] if self.names else ""]
 
 
 def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
@@ -138,8 +138,8 @@ def sort_into(result: Assignments, files: list[Path], out: Path, copy: bool = Fa
     for k in np.unique(result.expert):
         members = np.flatnonzero(result.expert == k)
         members = members[np.lexsort((members, -result.probability[members]))]  # most typical first
-        named = result.names[int(k)] if result.names else ""
-        folder = Path(out) / (expert_folder(int(k)) + (f"-{folder_name(named)}" if named else ""))
+        named = result.names[int(k)] if result.names and k >= 0 else ""
+        folder = Path(out) / ("junk" if k < 0 else expert_folder(int(k)) + (f"-{folder_name(named)}" if named else ""))
         folder.mkdir(parents=True, exist_ok=True)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")

@@ -1,4 +1,5 @@
-"""A user's decisions about a run's clusters: a name for an expert, and experts merged into one.
+"""A user's decisions about a run's clusters: a name for an expert, experts merged into one,
+images moved to another expert, and images marked as junk.
 
 The decisions are kept in the run folder (``RUN/curation.json``, written atomically while the run
 lock is held, so never beside a training of the same folder) and used wherever a run's clusters
@@ -21,17 +22,21 @@ from mixvae.assign import Assignments
 from mixvae.atomic import atomic_write
 from mixvae.runfolder import CURATION_FILE, RunFolderError, RunLock
 
-__all__ = ["MAX_NAME", "Curation", "read_curation", "write_curation"]
+__all__ = ["JUNK", "MAX_NAME", "Curation", "read_curation", "write_curation"]
 
 MAX_NAME = 60  # characters of a cluster's name
+JUNK = -1  # the expert of an image marked as junk
 
 
 @dataclass
 class Curation:
-    """Names by expert, and merges (an expert -> the expert it joined)."""
+    """Names by expert, merges (an expert -> the expert it joined), moves (an image's source ->
+    its expert) and junk (sources)."""
 
     names: dict[int, str] = field(default_factory=dict)
     merged: dict[int, int] = field(default_factory=dict)
+    moved: dict[str, int] = field(default_factory=dict)
+    junk: set[str] = field(default_factory=set)
 
     def target(self, k: int) -> int:
         """The expert k's images belong to now: k, or the expert it was merged into (followed)."""
@@ -64,12 +69,30 @@ class Curation:
         self.merged[k] = into
         self.names.pop(k, None)
 
+    def move(self, sources: list[str], into: int) -> None:
+        """These images join expert ``into``'s cluster (and leave the junk)."""
+        for source in sources:
+            self.moved[source] = self.target(into)
+            self.junk.discard(source)
+
+    def discard(self, sources: list[str]) -> None:
+        """These images are junk: in no cluster."""
+        for source in sources:
+            self.junk.add(source)
+            self.moved.pop(source, None)
+
     def apply(self, a: Assignments) -> Assignments:
-        """The assignments with every image's expert as the decisions make it."""
-        if not self.merged:
+        """The assignments with every image's expert as the decisions make it (``JUNK`` for junk)."""
+        if not (self.merged or self.moved or self.junk):
             return a
         lookup = np.array([self.target(k) for k in range(int(a.expert.max()) + 1)]) if len(a.expert) else np.zeros(0)
-        return dataclasses.replace(a, expert=lookup[a.expert].astype(a.expert.dtype))
+        expert = lookup[a.expert].astype(a.expert.dtype)
+        for i, source in enumerate(a.sources):
+            if source in self.junk:
+                expert[i] = JUNK
+            elif source in self.moved:
+                expert[i] = self.target(self.moved[source])
+        return dataclasses.replace(a, expert=expert)
 
     def label(self, a: Assignments, n_experts: int) -> Assignments:
         """The assignments as the decisions make them: merged experts, and each cluster's name."""
@@ -80,7 +103,8 @@ class Curation:
 
     def to_json(self) -> str:
         return json.dumps({"names": {str(k): v for k, v in sorted(self.names.items())},
-                           "merged": {str(k): v for k, v in sorted(self.merged.items())}}, indent=2)
+                           "merged": {str(k): v for k, v in sorted(self.merged.items())},
+                           "moved": dict(sorted(self.moved.items())), "junk": sorted(self.junk)}, indent=2)
 
 
 def read_curation(run: Path | str, n_experts: int) -> Curation:
@@ -93,12 +117,14 @@ def read_curation(run: Path | str, n_experts: int) -> Curation:
         raw: Any = json.loads(path.read_text())
         names = {int(k): str(v) for k, v in raw.get("names", {}).items()}
         merged = {int(k): int(v) for k, v in raw.get("merged", {}).items()}
+        moved = {str(k): int(v) for k, v in raw.get("moved", {}).items()}
+        junk = {str(v) for v in raw.get("junk", [])}
     except (ValueError, TypeError, AttributeError) as e:
         raise RunFolderError(f"{path} is not a curation file written by mixvae serve ({e})") from None
-    bad = [k for k in (*names, *merged, *merged.values()) if not 0 <= k < n_experts]
+    bad = [k for k in (*names, *merged, *merged.values(), *moved.values()) if not 0 <= k < n_experts]
     if bad:
         raise RunFolderError(f"{path} names expert {bad[0]}, but the run has {n_experts} experts")
-    return Curation(names, merged)
+    return Curation(names, merged, moved, junk)
 
 
 def write_curation(run: Path | str, curation: Curation) -> None:

@@ -259,7 +259,8 @@ class Explorer:
             self._relabel()
 
     def curate(self, action: str, k: int = 0, value: Any = None) -> None:
-        """One decision ("name" expert k ``value``, "merge" k into ``value``, "reset"), kept in the
+        """One decision ("name" expert k ``value``, "merge" k into ``value``, "move" images
+        ``value[1]`` into expert ``value[0]``, "junk" images ``value``, "reset"), kept in the
         run folder at once (RunFolderError while a training holds the folder; ValueError for a
         decision that cannot be made)."""
         with self.curation_lock:
@@ -269,10 +270,14 @@ class Explorer:
                 decided.rename(k, str(value))
             elif action == "merge":
                 decided.merge(k, int(value))
+            elif action == "move":
+                decided.move([self.sources[i] for i in value[1]], int(value[0]))
+            elif action == "junk":
+                decided.discard([self.sources[i] for i in value])
             elif action == "reset":
                 decided = Curation()
             else:
-                raise ValueError(f"unknown action {action!r}: expected name, merge or reset")
+                raise ValueError(f"unknown action {action!r}: expected name, merge, move, junk or reset")
             write_curation(self.run, decided)
             self.curation, self._curation_seen = decided, self._stamp(CURATION_FILE)
             self._relabel()
@@ -280,6 +285,8 @@ class Explorer:
     def matched(self, k: int) -> str | None:
         """The name of expert k's cluster: the one a user gave it, else its matched class."""
         self.refresh()
+        if k < 0:
+            return "junk"
         given = self.curation.name(k)
         if given:
             return given

@@ -138,18 +138,26 @@ def export() -> Response:
 @pages.route("/api/curate", methods=["POST"])
 def curate() -> Response:
     """A decision about the clusters, kept in the run folder: ``{"action": "name", "expert": k,
-    "name": "..."}``, ``{"action": "merge", "expert": k, "into": j}`` or ``{"action": "reset"}``."""
+    "name": "..."}``, ``{"action": "merge", "expert": k, "into": j}``, ``{"action": "move", "ids":
+    [i, ...], "into": j}``, ``{"action": "junk", "ids": [i, ...]}`` or ``{"action": "reset"}``."""
     ex = explorer()
     try:
         body = json.loads(request.get_data(cache=False))
         action = body["action"]
         k = body.get("expert", 0)
         value = body.get("name", "") if action == "name" else body.get("into")
+        ids = body.get("ids", [])
     except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
         abort(400, 'the body is not {"action": ..., "expert": k, ...}')
-    if type(k) is not int or not 0 <= k < ex.n_experts or (action == "merge" and (
-            type(value) is not int or not 0 <= value < ex.n_experts)) or (action == "name" and type(value) is not str):
-        abort(400, f"experts are integers in 0..{ex.n_experts - 1}, a name is text")
+    n, experts = len(ex.sources), range(ex.n_experts)
+    if type(k) is not int or k not in experts or (action in ("merge", "move") and (
+            type(value) is not int or value not in experts)) or (action == "name" and type(value) is not str) or (
+            not isinstance(ids, list) or not all(type(i) is int and 0 <= i < n for i in ids)):
+        abort(400, f"experts are integers in 0..{ex.n_experts - 1}, ids image indices in 0..{n - 1}, a name text")
+    if action == "move":
+        value = (value, ids)
+    elif action == "junk":
+        value = ids
     try:
         ex.curate(str(action), k, value)
     except RunFolderError as e:  # a training holds the run folder (a ValueError too: before the next clause)

@@ -35,7 +35,7 @@ def _clear_sorted(folder: Path) -> None:
     from mixvae.assign import INDEX_FILE
 
     for sub in folder.iterdir():
-        if sub.is_dir() and not sub.is_symlink() and re.fullmatch(r"expert-\d+(-[A-Za-z0-9._-]+)?", sub.name) \
+        if sub.is_dir() and not sub.is_symlink() and re.fullmatch(r"expert-\d+(-[A-Za-z0-9._-]+)?|junk", sub.name) \
                 and (sub / INDEX_FILE).exists():
             shutil.rmtree(sub)
 

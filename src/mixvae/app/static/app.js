@@ -8,7 +8,7 @@ const mixvae = (() => {
     const r = await fetch("/api/curate", {method: "POST", headers: {"Content-Type": "application/json"},
       body: JSON.stringify(decision)});
     const answer = await r.json().catch(() => ({error: `the app answered ${r.status}`}));
-    if (!r.ok) { $("#curate-message").textContent = answer.error; return null; }
+    if (!r.ok) { ($("#curate-message") || $("#picked-count")).textContent = answer.error; return null; }
     return answer;
   }
 
@@ -232,10 +232,16 @@ const mixvae = (() => {
     const update = () => {
       const n = checked().length;
       $("#picked-count").textContent = `${n} selected`;
-      $("#export-picked").disabled = n === 0;
+      $("#export-picked").disabled = $("#move-picked").disabled = $("#junk-picked").disabled = n === 0;
       $("#picked-file").hidden = true;
     };
     boxes.forEach((b) => b.addEventListener("change", update));
+    $("#move-picked").addEventListener("click", async () => {
+      if (await curate({action: "move", ids: checked(), into: Number($("#move-into").value)})) location.reload();
+    });
+    $("#junk-picked").addEventListener("click", async () => {
+      if (await curate({action: "junk", ids: checked()})) location.reload();
+    });
     $("#pick-all").addEventListener("click", () => { boxes.forEach((b) => { b.checked = true; }); update(); });
     $("#export-picked").addEventListener("click", async () => {
       const ids = checked();
