@@ -386,30 +386,34 @@ class Explorer:
 
     def map_ready(self) -> bool:
         """Whether the map is at hand (computed, or kept in the run folder for these weights)."""
-        if self._map is not None:
-            return True
-        path = self.run / MAP_FILE
-        if not path.exists():
-            return False
-        with np.load(path) as cached:
-            return str(cached["weights_sha256"]) == _weights_digest(self.run) and len(cached["xy"]) == len(self.sources)
+        with self.map_lock:
+            if self._map is None:
+                self._map = self._kept_map(_weights_digest(self.run))
+            return self._map is not None
 
     def map(self, log: Callable[[str], None] | None = None) -> np.ndarray:
         """(N, 2) map of the images; computed once for these weights and kept in the run folder."""
         with self.map_lock:
             return self._map_once(log)
 
+    def _kept_map(self, digest: str) -> np.ndarray | None:
+        """The map kept in the run folder, when it belongs to these weights and images."""
+        path = self.run / MAP_FILE
+        if not path.exists():
+            return None
+        with np.load(path) as cached:
+            if str(cached["weights_sha256"]) == digest and len(cached["xy"]) == len(self.sources):
+                return cached["xy"]
+        return None
+
     def _map_once(self, log: Callable[[str], None] | None) -> np.ndarray:
         if self._map is not None:
             return self._map
-
         digest = _weights_digest(self.run)
+        self._map = self._kept_map(digest)
+        if self._map is not None:
+            return self._map
         path = self.run / MAP_FILE
-        if path.exists():
-            with np.load(path) as cached:
-                if str(cached["weights_sha256"]) == digest and len(cached["xy"]) == len(self.sources):
-                    self._map = cached["xy"]
-                    return self._map
         if log:
             log(f"mixvae: computing the map of {len(self.sources)} images (once; kept in {path})")
         xy, method = embed(self.features())

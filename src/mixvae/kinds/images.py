@@ -32,8 +32,7 @@ class GreyImages(Kind):
 
     def training_data(self, cfg: RunConfig, resume: bool) -> tuple[RunConfig, Any, Any]:
         train, test = load_split_pair(cfg.data, image_size=cfg.image_size, grayscale=cfg.grayscale)
-        shape = tuple(int(s) for s in train.images.shape[1:3])
-        channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
+        shape, channels = _shape_and_channels(train.images)
         if not resume:
             cfg = config_from_dict({"model": {"image_shape": list(shape), "channels": channels}}, base=cfg)
         elif (tuple(cfg.model.image_shape), cfg.model.channels) != (shape, channels):
@@ -45,8 +44,7 @@ class GreyImages(Kind):
         # a one-channel model (whatever its run's grayscale setting) was trained on grayscale images
         grayscale = cfg.grayscale or cfg.model.channels == 1
         train, test = load_split_pair(data or cfg.data, image_size=cfg.image_size, grayscale=grayscale)
-        shape = tuple(int(s) for s in train.images.shape[1:3])
-        channels = int(train.images.shape[3]) if train.images.ndim == 4 else 1
+        shape, channels = _shape_and_channels(train.images)
         if channels != cfg.model.channels:
             raise EvaluationError(f"the data's images have {channels} channel(s), but the model was trained on "
                                   f"{cfg.model.channels}")
@@ -108,6 +106,11 @@ class ColourImages(GreyImages):
     name = "colour images"
     neighbour_metric = "euclidean"
     self_label_entropy_weight = 1.0
+
+
+def _shape_and_channels(images: Any) -> tuple[tuple[int, int], int]:
+    """(H, W) and the number of channels of (N, H, W) or (N, H, W, C) images."""
+    return (int(images.shape[1]), int(images.shape[2])), int(images.shape[3]) if images.ndim == 4 else 1
 
 
 def as_images(X: Any, flat_shape: tuple[int, int] | None = None) -> np.ndarray:
