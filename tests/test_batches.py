@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from mixvae.augment import random_affine
-from mixvae.batches import BatchSource, read_rows
+from mixvae.batches import BatchSource
 from mixvae.config import ModelConfig, RunConfig, TrainConfig
+from mixvae.rows import read_rows
 
 
 def config(**train) -> RunConfig:

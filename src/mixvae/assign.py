@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from mixvae import memory
 from mixvae.atomic import atomic_write
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.model import MixtureModule
@@ -76,6 +77,7 @@ def _chunks(n: int, size: int) -> Iterator[tuple[int, int]]:
         yield start, min(start + size, n)
 
 
+@memory.stage("assign")
 def assign(module: MixtureModule, images: Any, sources: list[str], *, iw_samples: int = IW_SAMPLES, binarize: bool = False,
            chunk: int = 1000, device: str = "cpu", progress: Callable[[int], object] | None = None) -> Assignments:
     """Route and score ``images`` (uint8 (N, H, W), any object sliced into arrays) ``chunk`` at a time.

@@ -17,8 +17,9 @@ from mixvae.augment import random_affine
 from mixvae.config import RunConfig
 from mixvae.devices import cpu_draw
 from mixvae.inference import to_unit_floats
+from mixvae.rows import read_rows
 
-__all__ = ["DEVICE_DATA_SHARE", "BatchSource", "fits_on_device", "read_rows"]
+__all__ = ["DEVICE_DATA_SHARE", "BatchSource", "fits_on_device"]
 
 DEVICE_DATA_SHARE = 0.25  # the training images go on the device when they take at most this share of its free memory
 
@@ -30,20 +31,6 @@ def fits_on_device(images: torch.Tensor, device: torch.device) -> bool:
         return False
     free, _ = torch.cuda.mem_get_info(device)
     return images.numel() * images.element_size() <= DEVICE_DATA_SHARE * free
-
-
-def read_rows(images: Any, idx: np.ndarray) -> np.ndarray:
-    """Images idx (n,) of an (N, H, W) array, in memory or on disk -> (n, H, W) of the same dtype.
-
-    Rows are read in increasing order, which keeps reads from a memory map close to sequential.
-    """
-    order = np.argsort(idx, kind="stable")
-    # uint8 unless the rows say otherwise (vectors are floats); a torch dtype in numpy's terms
-    dtype = torch.empty(0, dtype=images.dtype, device="cpu").numpy().dtype if torch.is_tensor(images) \
-        else getattr(images, "dtype", np.uint8)
-    rows = np.empty((len(idx), *images.shape[1:]), dtype)
-    rows[order] = np.asarray(images[idx[order]])
-    return rows
 
 
 class BatchSource:

@@ -38,6 +38,7 @@ from mixvae.kinds import GreyImages, Kind, Vectors, fit_to_data, kind_for_array,
 from mixvae.kinds import arrays as inputs
 from mixvae.kinds.vectors import feature_scaling, to_model_units
 from mixvae.model import MixtureModule
+from mixvae.plan import check_memory
 from mixvae.runfolder import ESTIMATOR_FILE, WEIGHTS_FILE, save_config
 from mixvae.train import Runtime, fit
 
@@ -189,6 +190,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             data = to_model_units(cfg.model, raw)
         log = print if self.verbose else None
         runtime = Runtime(device=self._device(), progress=None if self.verbose else False)
+        check_memory(cfg, n)  # a MemoryError naming the stage that would not fit, before any training
         module, history = fit(cfg, data, runtime=runtime, log=log)
         module.eval()
         self.module_ = module

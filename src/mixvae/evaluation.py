@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae import plots, runfolder
+from mixvae import memory, plots, runfolder
 from mixvae.checkpoint import load_run
 from mixvae.inference import log_likelihood, predict_proba
 from mixvae.kinds import kind_of
@@ -36,6 +36,7 @@ def epoch_metrics(module: MixtureModule, images: Any, labels: np.ndarray | None,
     return out
 
 
+@memory.stage("evaluation")
 def evaluate_run(run_dir: Path, data: str | None = None, iw_samples: int = 0, iw_images: int | None = None,
                  device: str = "cpu") -> dict[str, Any]:
     """Evaluate a run on its test and train splits (or on ``data``, images only); write

@@ -13,15 +13,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae import plots
+from mixvae import memory, plots
 from mixvae.checkpoint import load_run
 from mixvae.data import DataError, folder_class_names, load_split_pair
 from mixvae.inference import images_to_tensor, predict_proba
 from mixvae.metrics import clustering_report
 from mixvae.model import MixtureModule
+from mixvae.rows import Subset
 from mixvae.runfolder import read_metrics
 
-__all__ = ["FIGURES", "figures_for_run", "reconstruction_images", "traversal_images", "write_figures"]
+__all__ = ["FIGURES", "FIGURE_IMAGES", "figures_for_run", "reconstruction_images", "traversal_images", "write_figures"]
+
+FIGURE_IMAGES = 20_000  # the confusion and expert names come from at most this many images (a fixed sample)
 
 # file name -> what it shows, in the order a report presents them
 FIGURES = {
@@ -62,6 +65,15 @@ def traversal_images(module: MixtureModule, steps: int = 9, span: float = 2.5) -
     return module.decode(z), dims  # (K, S, D), (K,)
 
 
+def _figure_sample(n: int, seed: int) -> np.ndarray | None:
+    """Sorted indices of the images whose routing the figures show: all up to ``FIGURE_IMAGES``,
+    else a fixed random sample of that many (None: all of them)."""
+    if n <= FIGURE_IMAGES:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n, FIGURE_IMAGES, replace=False))
+
+
+@memory.stage("figures")
 def write_figures(
     run_dir: Path,
     module: MixtureModule,
@@ -91,8 +103,10 @@ def write_figures(
         written.append(plots.usage_figure(records, run_dir / "usage.png"))
     names = [f"expert {k}" for k in range(K)]
     if images is not None and len(images):
-        probs = predict_proba(module, images, device=dev)  # (N, K)
-        rep = clustering_report(labels, probs)
+        pick = _figure_sample(len(images), seed)  # the confusion of a fixed sample: bounded time and memory
+        shown = images if pick is None else Subset(images, pick)
+        probs = predict_proba(module, shown, device=dev)  # (n, K)
+        rep = clustering_report(labels if labels is None or pick is None else np.asarray(labels)[pick], probs)
         if labels is not None:
             names = [f"expert {k}: {class_names[m] if class_names else m}" for k, m in enumerate(rep["matched_class"])]
             written.append(plots.confusion_figure(np.array(rep["confusion"]), run_dir / "confusion.png",

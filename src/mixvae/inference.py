@@ -16,6 +16,7 @@ import torch
 
 from mixvae.devices import cpu_draw
 from mixvae.model import MixtureModule
+from mixvae.rows import read_range
 
 __all__ = ["batches", "images_to_tensor", "latent_means", "log_likelihood", "predict_proba", "samples_per_expert",
            "to_unit_floats"]
@@ -29,7 +30,7 @@ def images_to_tensor(images: Any, start: int = 0, stop: int | None = None) -> to
     Float input (vectors (N, D) already in the model's units, see :mod:`mixvae.kinds.vectors`) is kept
     as it is, as float32.
     """
-    part = images[start:stop]
+    part = read_range(images, start, stop)
     if torch.is_tensor(part):
         t = part  # used where it lives
     else:

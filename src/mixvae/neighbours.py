@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae import distributed, runfolder
+from mixvae import distributed, memory, runfolder
 from mixvae.atomic import atomic_open, atomic_write, file_sha256
-from mixvae.batches import read_rows
 from mixvae.config.schema import NEIGHBOUR_SEARCHES
 from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, to_unit_floats
+from mixvae.rows import read_rows
 
 __all__ = [
     "CHUNK_BYTES",
@@ -35,10 +35,12 @@ __all__ = [
     "approximate_neighbours",
     "cosine_neighbours",
     "data_fingerprint",
+    "graph_memory",
     "mutual_counts",
     "mutual_neighbours",
     "nearest_neighbours",
     "neighbour_graph",
+    "pca_axes",
     "pca_embedding",
     "search_method",
 ]
@@ -58,12 +60,12 @@ def search_method(n: int, method: str = "auto") -> str:
     return method
 
 
-def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tensor:
-    """Images (N, H, W) uint8 (or vectors (N, D) float) -> (N, dims) coordinates on their leading
-    principal axes.
+def pca_axes(images: Any, dims: int = 50, chunk: int = 2048) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean (D,) and the ``dims`` leading principal axes (dims, D) of images (N, H, W) uint8 (or
+    vectors (N, D) float).
 
-    The axes come from a fixed random sample of at most 10,000 images; the images are read in
-    chunks, so a memory-mapped array is never read whole.
+    The mean is taken over every image, a chunk at a time; the axes come from a fixed random
+    sample of at most 10,000 images. Memory: about (chunk + 10,000) x D floats, whatever N.
     """
     n = len(images)
     total = torch.zeros(int(np.prod(images.shape[1:])), dtype=torch.float64, device="cpu")
@@ -76,8 +78,36 @@ def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tenso
     sample = to_unit_floats(torch.cat([torch.from_numpy(read_rows(images, pick[s:s + chunk])).reshape(
         -1, total.shape[0]) for s in range(0, len(pick), chunk)])) - mean  # (<= 10000, D)
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
-    return torch.cat([(images_to_tensor(images, s, s + chunk) - mean) @ v[:dims].t()
-                      for s in range(0, n, chunk)])  # (N, dims)
+    return mean, v[:dims]
+
+
+def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tensor:
+    """Images (N, H, W) uint8 (or vectors (N, D) float) -> (N, dims) coordinates on their leading
+    principal axes (:func:`pca_axes`), projected a chunk at a time."""
+    mean, axes = pca_axes(images, dims, chunk)
+    return torch.cat([_project(images, mean, axes, s, s + chunk) for s in range(0, len(images), chunk)])
+
+
+def _project(images: Any, mean: torch.Tensor, axes: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """Rows start:stop of images on the principal axes, (n, dims)."""
+    return (images_to_tensor(images, start, stop) - mean) @ axes.t()
+
+
+def graph_memory(n: int, d: int, k: int, dims: int = 50, method: str = "auto", keep: str = "none") -> int:
+    """Bytes the neighbour graph stage holds at its peak for n images of d values each (beyond the
+    images, when they are in memory): the PCA's sample (10,000 x d floats, with the SVD's work),
+    then for the exact search the (n, dims) embedding twice and one chunk of distances (with its
+    temporaries, 4 x ``CHUNK_BYTES``), for the
+    approximate one faiss's index (n x (4 dims + 8) bytes), its training sample and one slice of
+    projected queries; and the (n, k) answer, twice when the mutual neighbours are kept."""
+    dims = min(dims, d, max(n, 1))
+    pca = 3 * min(n, 10_000) * d * 4 + 2048 * d * 4
+    answer = n * k * 8 * (2 if keep == "mutual" else 1)
+    if search_method(n, method) == "exact":
+        return pca + 2 * n * dims * 4 + 4 * CHUNK_BYTES + answer  # a chunk's distances and their temporaries
+    cells = max(1, min(int(2 * math.sqrt(n)), n // 39))
+    queries = 65536 * (2 * dims * 4 + (k + 1) * 12) + 2048 * d * 4
+    return pca + n * (4 * dims + 8) + min(n, 64 * cells) * dims * 4 + queries + answer
 
 
 def nearest_neighbours(images: Any, k: int, dims: int = 50, method: str = "auto",
@@ -85,13 +115,25 @@ def nearest_neighbours(images: Any, k: int, dims: int = 50, method: str = "auto"
     """Indices (N, k) of each image's k nearest other images after PCA to ``dims`` dimensions, by
     cosine similarity (``metric="cosine"``: each image's distance from the mean image counts, not
     its size) or Euclidean distance (``"euclidean"``: overall brightness and colour cast count too);
-    ``method`` as in :func:`search_method`."""
+    ``method`` as in :func:`search_method`.
+
+    The exact search holds the (N, dims) embedding; the approximate one projects the images again
+    in each of its passes instead, so it holds only its index and the answer (see
+    :data:`mixvae.memory` plan of the graph stage).
+    """
     if metric not in METRICS:
         raise ValueError(f"metric={metric!r} is invalid: expected one of {METRICS}")
-    e = pca_embedding(images, dims)
-    if search_method(len(e), method) == "exact":
-        return cosine_neighbours(e, k, normalise=metric == "cosine")
-    return approximate_neighbours(e, k, normalise=metric == "cosine")
+    normalise = metric == "cosine"
+    if search_method(len(images), method) == "exact":
+        return cosine_neighbours(pca_embedding(images, dims), k, normalise=normalise)
+    mean, axes = pca_axes(images, dims)
+    chunk = 2048
+
+    def rows(start: int, stop: int) -> np.ndarray:  # the embedding of images[start:stop], as the index takes it
+        e = torch.cat([_project(images, mean, axes, s, min(s + chunk, stop)) for s in range(start, stop, chunk)])
+        return _as_index_rows(e, normalise)
+
+    return _approximate(rows, len(images), axes.shape[0], k, 0, normalise, chunk)
 
 
 def cosine_neighbours(e: torch.Tensor, k: int, chunk: int | None = None, normalise: bool = True) -> torch.Tensor:
@@ -155,27 +197,54 @@ def approximate_neighbours(e: torch.Tensor, k: int, seed: int = 0, normalise: bo
     16 nearest cells, about 8 sqrt(N) rows, so the time grows about as N^1.5 with a small constant.
     ``benchmarks/scale.py`` measures its recall against the exact graph on MNIST. The result is the same for the same rows, seed and thread count.
     """
+    if len(e) <= k + 1:
+        return cosine_neighbours(e, k, normalise=normalise)
+    x = _as_index_rows(e, normalise)  # (N, d)
+    return _approximate(lambda start, stop: x[start:stop], len(x), x.shape[1], k, seed, normalise)
+
+
+def _as_index_rows(e: torch.Tensor, normalise: bool) -> np.ndarray:
+    """Embeddings (n, d) as faiss takes them: float32, C-ordered, of unit length for cosine."""
+    return np.ascontiguousarray((torch.nn.functional.normalize(e.float(), dim=1) if normalise else e.float()).numpy())
+
+
+def _approximate(rows: Callable[[int, int], np.ndarray], n: int, d: int, k: int, seed: int, normalise: bool,
+                 align: int = 65536) -> torch.Tensor:
+    """:func:`approximate_neighbours` of the n rows that ``rows(start, stop)`` gives (n, d), read a
+    slice at a time (slices start at multiples of ``align``): memory holds the index (n x (4 d +
+    8) bytes), the answer (n x k x 8 bytes) and one slice, never all the rows at once."""
     import faiss  # faiss loads its SIMD library (about 0.3 s): only for an approximate search
 
-    x = np.ascontiguousarray((torch.nn.functional.normalize(e.float(), dim=1) if normalise else e.float()).numpy())
-    n, d = x.shape  # (N, d)
     if n <= k + 1:
-        return cosine_neighbours(e, k, normalise=normalise)
+        return cosine_neighbours(torch.from_numpy(rows(0, n)), k, normalise=False)
     faiss.omp_set_num_threads(max(1, torch.get_num_threads()))
     cells = max(1, min(int(2 * math.sqrt(n)), n // 39))  # faiss wants >= 39 training points per cell
     quantiser = faiss.IndexFlatIP(d) if normalise else faiss.IndexFlatL2(d)
     index = faiss.IndexIVFFlat(quantiser, d, cells, faiss.METRIC_INNER_PRODUCT if normalise else faiss.METRIC_L2)
     index.cp.seed, index.cp.niter, index.cp.max_points_per_centroid = seed, 10, 64
     rng = np.random.default_rng(seed)
-    index.train(x[rng.permutation(n)[:min(n, 64 * cells)]])  # k-means on a sample: its cost stays small
-    index.add(x)
+    index.train(_gather(rows, n, d, rng.permutation(n)[:min(n, 64 * cells)], align))  # k-means on a sample
+    step = 65536 // align * align or align  # slices of the rows at a time: memory stays bounded
+    for start in range(0, n, step):
+        index.add(rows(start, min(start + step, n)))
     index.nprobe = min(16, cells)
     out = np.empty((n, k), np.int64)
-    step = 65536  # queries at a time: the answers' memory stays bounded
     for start in range(0, n, step):
-        _, found = index.search(x[start:start + step], k + 1)  # (c, k + 1), usually itself first
+        _, found = index.search(rows(start, min(start + step, n)), k + 1)  # (c, k + 1), usually itself first
         out[start:start + step] = _drop_self(found, start, k)
     return torch.from_numpy(out)
+
+
+def _gather(rows: Callable[[int, int], np.ndarray], n: int, d: int, pick: np.ndarray, align: int) -> np.ndarray:
+    """Rows ``pick`` (m,), in that order, (m, d), reading the slices of ``align`` rows that hold them."""
+    out = np.empty((len(pick), d), np.float32)
+    order = np.argsort(pick, kind="stable")
+    ordered = pick[order]
+    for start in range(0, n, align):
+        lo, hi = np.searchsorted(ordered, [start, start + align])
+        if hi > lo:
+            out[order[lo:hi]] = rows(start, min(start + align, n))[ordered[lo:hi] - start]
+    return out
 
 
 def _drop_self(found: np.ndarray, start: int, k: int) -> np.ndarray:
@@ -194,8 +263,9 @@ def data_fingerprint(images: Any) -> str:
     """A cheap identity of an image array: its shape, dtype and up to 1,000 evenly spaced rows."""
     digest = hashlib.sha256(f"{tuple(images.shape)} {images.dtype}".encode())
     n = len(images)
-    for i in np.unique(np.linspace(0, n - 1, num=min(n, 1000)).astype(np.int64)) if n else ():
-        digest.update(np.ascontiguousarray(images[int(i)]).tobytes())
+    picks = np.unique(np.linspace(0, n - 1, num=min(n, 1000)).astype(np.int64)) if n else np.zeros(0, np.int64)
+    for row in read_rows(images, picks):  # read from a memory map's file: its pages stay out of the process
+        digest.update(np.ascontiguousarray(row).tobytes())
     return digest.hexdigest()
 
 
@@ -264,6 +334,7 @@ def neighbour_graph(images: Any, k: int, dims: int, method: str = "auto", run_di
     return graph
 
 
+@memory.stage("neighbour graph")
 def _build(images: Any, expected: dict[str, Any], log: Callable[[str], None] | None) -> torch.Tensor:
     t0 = time.perf_counter()
     graph = nearest_neighbours(images, expected["k"], expected["dims"], expected["method"],

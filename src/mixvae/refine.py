@@ -39,9 +39,12 @@ def pair_cuts(assign: np.ndarray, neighbors: np.ndarray, n_clusters: int) -> np.
 
     assign (N,) cluster of each image; neighbors (N, k) indices of each image's nearest neighbours.
     """
-    k = neighbors.shape[1]
-    edges = np.zeros((n_clusters, n_clusters))
-    np.add.at(edges, (np.repeat(assign, k), assign[neighbors.ravel()]), 1.0)
+    k, chunk = neighbors.shape[1], 65536  # a chunk of rows at a time: memory stays bounded whatever N
+    counts = np.zeros(n_clusters * n_clusters, np.int64)
+    for start in range(0, len(assign), chunk):
+        pairs = np.repeat(assign[start:start + chunk], k) * n_clusters + assign[neighbors[start:start + chunk].ravel()]
+        counts += np.bincount(pairs, minlength=n_clusters * n_clusters)
+    edges = counts.reshape(n_clusters, n_clusters).astype(np.float64)
     degree = edges.sum(1)  # (K,)
     between = edges + edges.T
     np.fill_diagonal(between, 0.0)

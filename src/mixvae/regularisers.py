@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from mixvae import graphcut, kinds, objectives, refine
+from mixvae import graphcut, kinds, memory, objectives, refine
 from mixvae.batches import BatchSource
 from mixvae.config import RunConfig
 from mixvae.inference import predict_proba
@@ -217,6 +217,7 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
     return Schedule(phases)
 
 
+@memory.stage("self-labelling pass")
 def self_labels(module: MixtureModule, images: Any, threshold: float, batch_size: int, device: torch.device,
                 neighbours: torch.Tensor | None = None, resplit_ratio: float = 0.0
                 ) -> tuple[tuple[torch.Tensor, torch.Tensor], list[refine.Resplit]]:

@@ -24,7 +24,7 @@ import torch
 import tqdm.auto
 
 from mixvae import checkpoint as ckpt
-from mixvae import distributed
+from mixvae import distributed, memory
 from mixvae.batches import BatchSource
 from mixvae.callbacks import Callback, MetricsFile, ProgressFigure, SummaryLine
 from mixvae.config import ConfigError, RunConfig
@@ -184,7 +184,7 @@ class Trainer:
             self.state.schedule.load_state_dict(self.resumed)
         self.module.train()
         try:
-            with torch.autograd.set_detect_anomaly(self.runtime.detect_anomaly):
+            with torch.autograd.set_detect_anomaly(self.runtime.detect_anomaly), memory.stage("training"):
                 while self.state.epoch < self.cfg.train.epochs and not self._stopped():
                     if not self._run_epoch():
                         break

@@ -18,6 +18,8 @@ def is_user_error(e: Exception) -> bool:
     from mixvae.config import ConfigError
     from mixvae.data import DataError
     from mixvae.evaluation import EvaluationError
+    from mixvae.memory import PlanError
     from mixvae.runfolder import RunFolderError
 
-    return isinstance(e, (UsageError, ConfigError, DataError, CheckpointError, RunFolderError, EvaluationError))
+    return isinstance(e, (UsageError, ConfigError, DataError, CheckpointError, RunFolderError, EvaluationError,
+                          PlanError))

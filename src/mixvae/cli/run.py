@@ -80,6 +80,7 @@ def _check_out(out: Path, cfg: Any, overwrite: bool) -> bool:
 def cmd_train(args: argparse.Namespace) -> int:
     from mixvae.figures import FIGURES
     from mixvae.kinds import training_data
+    from mixvae.plan import check_memory
     from mixvae.runfolder import RunLock, clear_run
 
     for flag in ("max_steps", "threads"):
@@ -92,6 +93,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, train, test = training_data(cfg, resume)  # the data's kind, shape and size decide the rest
     if len(train) < cfg.model.n_components:
         raise UsageError(f"{cfg.data} has {len(train)} images, fewer than the {cfg.model.n_components} experts")
+    check_memory(cfg, len(train))  # refused here, with one line, before anything is written
     clear = False if resume else _check_out(out, cfg, args.overwrite)  # every process checks
     if env_rank() != 0:  # under torchrun, process 0 holds the folder and writes to it
         return _run_training(args, cfg, out, train, test)

@@ -185,12 +185,14 @@ NPZ_MEMORY_SHARE = 0.5
 
 
 def check_npz_fits(path: Path) -> None:
-    """DataError naming the size and the way out when ``path``'s arrays, once read (and, for a
-    compressed archive, inflated), would not fit in the memory available now."""
+    """DataError naming the size and the way out when ``path``'s arrays that are read into memory
+    (the compressed ones, inflated; stored uint8 images are memory-mapped, see
+    :func:`stored_array`) would not fit in the memory available now."""
 
     try:
         with zipfile.ZipFile(path) as archive:
-            inflated = sum(info.file_size for info in archive.infolist())
+            inflated = sum(info.file_size for info in archive.infolist()
+                           if stored_array(path, info.filename.removesuffix(".npy")) is None)
     except (zipfile.BadZipFile, OSError):
         return  # not a zip archive: reading it gives the usual one-line error
     free = memory.available_memory()
@@ -200,6 +202,50 @@ def check_npz_fits(path: Path) -> None:
             f"disk), more than half of the {memory.format_bytes(free)} of memory available; save the images as an "
             "uncompressed .npy file (np.save('images.npy', x)), which mixvae reads from disk as a memory map."
         )
+
+
+def _read_header(handle: Any) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) from the ``.npy`` header at the handle's position."""
+    version = np.lib.format.read_magic(handle)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return read(handle)
+
+
+def npz_header(path: Path, key: str) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """(shape, Fortran order, dtype) of array ``key`` of the archive ``path``, from its header alone
+    (nothing else is read or inflated)."""
+    with zipfile.ZipFile(path) as archive, archive.open(f"{key}.npy") as handle:
+        return _read_header(handle)
+
+
+def stored_array(path: Path, key: str) -> np.memmap | None:
+    """Array ``key`` of the archive ``path`` as a read-only memory map, when it is stored without
+    compression (``np.savez``) as C-ordered uint8 images; else None (it is then read into memory).
+
+    An uncompressed archive member is a ``.npy`` file inside the zip file: its bytes lie in
+    ``path`` at the member's offset after the zip entry's local header and the ``.npy`` header, so
+    the images are read from disk as they are needed, as for a ``.npy`` file.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            info = archive.getinfo(f"{key}.npy")
+        if info.compress_type != zipfile.ZIP_STORED or info.flag_bits & 0x1:  # compressed or encrypted
+            return None
+        with open(path, "rb") as handle:
+            handle.seek(info.header_offset)
+            local = handle.read(30)  # the entry's local header: its name and extra field lengths vary
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            handle.seek(info.header_offset + 30 + name_length + extra_length)
+            shape, fortran, dtype = _read_header(handle)
+            offset = handle.tell()
+        if dtype != np.uint8 or fortran or len(shape) < 2 or offset + int(np.prod(shape)) > info.header_offset + \
+                30 + name_length + extra_length + info.file_size:
+            return None
+        return np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=shape)
+    except NPZ_ERRORS:
+        return None  # not readable as a stored member: reading it the usual way reports why
 
 
 def load_npz(path: Path) -> dict[str, Split]:
@@ -230,7 +276,8 @@ def _npz_style(path: Path, archive: Any, style: tuple[str, ...]) -> dict[str, Sp
         pairs.append(("test", style[2], style[3]))
     out: dict[str, Split] = {}
     for split, x_key, y_key in pairs:
-        images = check_images(archive[x_key], f"{path} (key '{x_key}')")
+        stored = stored_array(path, x_key)  # a memory map when stored uncompressed, as a .npy file is
+        images = check_images(archive[x_key] if stored is None else stored, f"{path} (key '{x_key}')")
         labels = None
         if y_key in archive.files:
             labels = check_labels(archive[y_key], len(images), f"{path} (key '{y_key}')")

@@ -36,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from mixvae import memory
 from mixvae.config.budget import for_data
 from mixvae.config.schema import ModelConfig, RunConfig
 from mixvae.data.arrays import DataError
@@ -83,6 +84,7 @@ def kind_for_source(cfg: RunConfig, resume: bool) -> Kind:
     return GreyImages()
 
 
+@memory.stage("load")
 def training_data(cfg: RunConfig, resume: bool) -> tuple[RunConfig, Any, Any]:
     """The one pipeline from data to a run: (config fitted to the data, train, shown) for every
     kind. A new run gets the data's shape, its length from the preset's budget and the kind's

@@ -28,6 +28,7 @@ from mixvae.config.presets import PRESETS, preset
 from mixvae.config.resolve import config_from_dict
 from mixvae.config.schema import ModelConfig, RunConfig
 from mixvae.data.arrays import DataError, ImageData
+from mixvae.data.formats import npz_header
 from mixvae.data.tables import label_names, load_vectors, read_csv, x_keys
 from mixvae.kinds import arrays as inputs
 from mixvae.kinds.arrays import input_type
@@ -286,7 +287,11 @@ def holds_vectors(path: Path) -> bool:
             array = loaded
         else:
             with loaded:
-                array = loaded[x_keys(loaded)[0]]
+                key = x_keys(loaded)[0]
+                shape, _, dtype = npz_header(path, key)  # images are told apart from their header alone
+                if dtype.kind != "f" or len(shape) != 2:
+                    return False
+                array = loaded[key]
         return array.dtype.kind == "f" and array.ndim == 2 and input_type(np.asarray(array)) == Vectors.input_type
     except Exception:  # noqa: BLE001 - an unreadable file is the image loader's to report
         return False
