@@ -247,3 +247,20 @@ def test_serve_command(served, tmp_path):
     missing = subprocess.run([sys.executable, "-m", "mixvae", "serve", str(tmp_path / "nothing")],
                              capture_output=True, text=True, timeout=120, check=False)
     assert missing.returncode == 2 and missing.stderr.startswith("mixvae: error: ")
+
+
+def test_a_labelled_array_gives_the_map_its_classes_and_the_experts_their_names(tmp_path):
+    torch.manual_seed(0)
+    x, y = blobs(n_per=30, k=4)
+    np.savez(tmp_path / "blobs.npz", x_train=x, y_train=y + 3)  # labels 3..6: not the experts' numbers
+    run = train_tiny(tmp_path / "blobs.npz", tmp_path / "run")
+    ex = Explorer.open(run, log=lambda m: None)
+    assert ex.classes == [str(v) for v in (y + 3).tolist()]
+    data = create_app(ex).test_client().get("/api/map").get_json()
+    assert data["label"] == ex.classes and data["labels"] == ["3", "4", "5", "6"]
+    for k in range(ex.n_experts):  # before any evaluation: each expert's commonest label, shown only
+        members = [ex.classes[i] for i in ex.members(k)]
+        assert ex.matched(k) == (max(sorted(set(members)), key=members.count) if members else "-")
+    np.savez(tmp_path / "plain.npz", x_train=x)  # no labels: no classes, no names
+    bare = Explorer.open(train_tiny(tmp_path / "plain.npz", tmp_path / "bare"), log=lambda m: None)
+    assert bare.classes == [] and create_app(bare).test_client().get("/api/map").get_json()["labels"] == []

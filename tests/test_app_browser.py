@@ -283,8 +283,8 @@ def test_the_map_is_coloured_by_expert_sub_folder_or_outlier_score(site):
     experts_shown = sorted({int(k) for k in ex.assigned.expert})
     assert len(legend()) == len(experts_shown)
     choice = Select(driver.find_element(By.ID, "colour-by"))
-    choice.select_by_value("folder")
-    wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-colour") == "folder")
+    choice.select_by_value("label")
+    wait_for(lambda: driver.find_element(By.ID, "map").get_attribute("data-colour") == "label")
     folders = sorted({s.split("/", 1)[0] for s in ex.sources})
     assert sorted(legend()) == folders  # the image folder's own classes, one colour each
     assert len(driver.find_elements(By.CSS_SELECTOR, "#map .scatterlayer .point")) == len(ex.sources)

@@ -467,3 +467,13 @@ def test_the_servers_memory_stays_bounded_under_the_attack_corpus_and_big_upload
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_train_skips_an_unreadable_file_with_one_line(tmp_path: Path, capsys) -> None:
+    torch.manual_seed(0)
+    folder, files = png_folder(tmp_path)
+    (files[0].parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    run = train_tiny(folder, tmp_path / "run")  # exit status 0: the other images train
+    err = [line for line in capsys.readouterr().err.splitlines() if "cannot be read" in line]
+    assert len(err) == 1 and "1 of" in err[0] and "broken.png" in err[0] and "are skipped" in err[0]
+    assert main(["evaluate", str(run)]) == 0  # evaluation reads the same images

@@ -381,12 +381,36 @@ def test_png_mixed_sizes(tmp_path: Path) -> None:
     assert got.images.shape == (2, 8, 8)
 
 
+def test_a_corrupt_file_is_skipped_with_one_warning_and_labels_follow_the_rest(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixvae.data import folders
+
+    for name in ["ant/1.png", "cat/1.png", "cat/2.png", "dog/1.png"]:
+        write_png(tmp_path / name)
+    (tmp_path / "ant/0-header.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")  # no header
+    good = tmp_path / "cat/0-body.png"  # a header, then a cut body: found when it is decoded
+    raw = (tmp_path / "cat/1.png").read_bytes()
+    good.write_bytes(raw[:len(raw) - 30])
+    for lazy in (False, True):
+        monkeypatch.setattr(folders, "LAZY_BYTES", 0 if lazy else 1 << 30)
+        with pytest.warns(UserWarning, match=r"of 6 image files under .* cannot be read and are skipped") as said:
+            got = load(tmp_path)
+        assert len(said) == 1 and "0-header.png" in str(said[0].message)
+        if not lazy:  # read whole: the cut file is found too, and left out
+            assert len(got.images) == 4 and "2 of 6" in str(said[0].message)
+            assert got.labels.tolist() == [0, 1, 1, 2]  # ant, cat, cat, dog
+            np.testing.assert_array_equal(got.images[1], np.asarray(Image.open(tmp_path / "cat/1.png").convert("L")))
+        else:  # read on demand: the headers are checked up front
+            assert len(got.images) == 5 and "1 of 6" in str(said[0].message)
+
+
 def test_png_corrupt(tmp_path: Path) -> None:
-    write_png(tmp_path / "a.png")
     (tmp_path / "b.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(DataError, match=r"b\.png") as info:
+    with pytest.raises(DataError, match=r"b\.png"):
+        load(tmp_path)  # nothing can be read: one line
+    (tmp_path / "c.png").write_bytes(b"nothing")
+    with pytest.raises(DataError, match=r"none of the 2 image files under .* can be read; the first: cannot read image .*b\.png"):
         load(tmp_path)
-    assert str(tmp_path / "b.png") in str(info.value)
 
 
 def test_single_image_file(tmp_path: Path) -> None:

@@ -27,8 +27,9 @@ from mixvae.atomic import atomic_write, file_sha256
 from mixvae.checkpoint import load_run
 from mixvae.config import RunConfig
 from mixvae.curation import Curation, read_curation, write_curation
-from mixvae.data import DataError, image_files, load
+from mixvae.data import DataError, load
 from mixvae.data.builtin import builtin_name
+from mixvae.data.formats import idx_kind
 from mixvae.devices import cpu_draw
 from mixvae.inference import images_to_tensor, log_likelihood
 from mixvae.kinds.images import GreyImages, array_shape
@@ -126,18 +127,15 @@ def _save_routing(run: Path, a: Assignments, iw_samples: int) -> None:
                               "weights_sha256": np.array(_weights_digest(run)), "iw_samples": np.array(iw_samples)})
 
 
-def _folder_classes(assigned: Assignments, sources: list[str], n_experts: int) -> list[str] | None:
-    """Before any ``mixvae evaluate``: each expert's most common sub-folder ("-" for an empty
-    expert), when the training images sit in an image folder's sub-folders (its classes, as the
-    training figures name them); None otherwise. Shown only: nothing is chosen by it."""
-    if not sources or not all("/" in s for s in sources):
-        return None
-    folders = [s.split("/", 1)[0] for s in sources]
-    if len(set(folders)) < 2:
+def _folder_classes(assigned: Assignments, classes: list[str], n_experts: int) -> list[str] | None:
+    """Before any ``mixvae evaluate``: each expert's most common class ("-" for an empty expert),
+    when the training images have classes (an image folder's sub-folders, as the training figures
+    name them, or an array's labels); None otherwise. Shown only: nothing is chosen by it."""
+    if not classes or "" in classes or len(set(classes)) < 2:
         return None
     names = []
     for k in range(n_experts):
-        members = [folders[i] for i in np.flatnonzero(assigned.expert == k)]
+        members = [classes[i] for i in np.flatnonzero(assigned.expert == k)]
         names.append(max(sorted(set(members)), key=members.count) if members else "-")
     return names
 
@@ -152,9 +150,10 @@ class Explorer:
 
     def __init__(self, run: Path, module: MixtureModule, cfg: RunConfig, images: Any | None,
                  sources: list[str], assigned: Assignments | None, records: list[dict[str, Any]],
-                 evaluation: dict[str, Any], iw_samples: int = IW_SAMPLES):
+                 evaluation: dict[str, Any], iw_samples: int = IW_SAMPLES, classes: list[str] | None = None):
         self.run, self.module, self.cfg = Path(run), module, cfg
         self.images, self.sources = images, sources
+        self.classes = classes or []  # each training image's own class (sub-folder or label), "" where unknown
         self.trained = assigned  # the routing as the model gives it; ``assigned``: as the user's decisions make it
         self.records, self.evaluation = records, evaluation
         self.iw_samples = iw_samples  # the outlier score's draws, for uploads as for the training images
@@ -179,8 +178,9 @@ class Explorer:
         module, cfg = load_run(run, device)
         images: Any | None = None
         sources: list[str] = []
+        classes: list[str] = []
         try:
-            images, sources = cls._training_images(cfg, log)
+            images, sources, classes = cls._training_images(cfg, log)
         except (DataError, OSError) as e:
             log(f"mixvae: the app shows no members: the training images cannot be read ({e})")
         assigned = None
@@ -192,29 +192,28 @@ class Explorer:
                                   device=device)
                 _save_routing(run, assigned, iw_samples)
             assigned.matched_class = (matched_classes(read_eval(run))
-                                      or _folder_classes(assigned, sources, cfg.model.n_components))
-        return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run), iw_samples)
+                                      or _folder_classes(assigned, classes, cfg.model.n_components))
+        return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run), iw_samples,
+                   classes)
 
     @staticmethod
-    def _training_images(cfg: RunConfig, log: Callable[[str], None]) -> tuple[Any | None, list[str]]:
+    def _training_images(cfg: RunConfig, log: Callable[[str], None]) -> tuple[Any | None, list[str], list[str]]:
+        """The training images, their sources (paths in an image folder, else indices) and classes
+        (sub-folders, or the array's labels; none when it has none): shown only, never chosen by."""
         if cfg.data in ("", "array"):  # an estimator fitted on an array: nothing to show
-            return None, []
-        options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
-        try:
-            images = load(cfg.data, "train", image_size=cfg.image_size, log=lambda m: None, **options).images
-        except DataError:  # an image folder with a file that does not read: the others, read as they are asked for
-            if builtin_name(cfg.data) is not None or not Path(cfg.data).expanduser().is_dir():
-                raise
-            sources, files_images, _ = GreyImages().collection(cfg.data, "train", cfg, log)
-            return files_images, sources
-        if tuple(images.shape[1:]) != array_shape(cfg):
-            return None, []
+            return None, [], []
         path = Path(cfg.data).expanduser()
-        if builtin_name(cfg.data) is None and path.is_dir():
-            files = image_files(path)
-            if len(files) == len(images):
-                return images, [f.relative_to(path).as_posix() for f in files]
-        return images, [str(i) for i in range(len(images))]
+        if builtin_name(cfg.data) is None and path.is_dir() and not any(idx_kind(p.name) for p in path.iterdir()):
+            # an image folder: its readable files by their paths (one that does not read is reported and
+            # skipped), converted as training converted them, read as they are asked for
+            sources, files_images, _ = GreyImages().collection(cfg.data, "train", cfg, log)
+            return files_images, sources, [s.split("/", 1)[0] if "/" in s else "" for s in sources]
+        options: dict[str, Any] = {"grayscale": True} if len(array_shape(cfg)) == 2 else {}
+        data = load(cfg.data, "train", image_size=cfg.image_size, log=lambda m: None, **options)
+        if tuple(data.images.shape[1:]) != array_shape(cfg):
+            return None, [], []
+        classes = [] if data.labels is None else [str(label) for label in np.asarray(data.labels).tolist()]
+        return data.images, [str(i) for i in range(len(data.images))], classes
 
     # ----------------------------------------------------------------- facts
     @property
@@ -250,7 +249,7 @@ class Explorer:
             self.evaluation = read_eval(self.run)
             if self.trained is not None:
                 self.trained.matched_class = (matched_classes(self.evaluation)
-                                              or _folder_classes(self.trained, self.sources, self.n_experts))
+                                              or _folder_classes(self.trained, self.classes, self.n_experts))
             self._relabel()
         stamp = self._stamp(CURATION_FILE)
         if stamp != self._curation_seen:

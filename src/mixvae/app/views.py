@@ -297,14 +297,14 @@ def route() -> Response:
 def map_points() -> Response:
     ex = explorer()
     if ex.assigned is None:
-        return jsonify(x=[], y=[], expert=[], source=[], score=[], folder=[], folders=[])
+        return jsonify(x=[], y=[], expert=[], source=[], score=[], label=[], labels=[])
     xy = ex.map()
-    folder = [src.split("/", 1)[0] if "/" in src else "" for src in ex.sources]  # an image folder's sub-folder
+    label = ex.classes or [""] * len(ex.sources)  # the data's own class: an image folder's sub-folder, an array's label
     return jsonify(x=np.round(xy[:, 0], 4).tolist(), y=np.round(xy[:, 1], 4).tolist(),
                    expert=ex.assigned.expert.tolist(), source=ex.sources,
                    matched=[ex.matched(k) for k in range(ex.n_experts)],
-                   score=np.round(ex.assigned.outlier_score, 2).tolist(), folder=folder,
-                   folders=sorted(set(folder) - {""}))
+                   score=np.round(ex.assigned.outlier_score, 2).tolist(), label=label,
+                   labels=sorted(set(label) - {""}, key=lambda c: (len(c), c)))
 
 
 @pages.route("/api/image/<int:i>")

@@ -120,22 +120,71 @@ def _folder_labels(folder: Path, files: list[Path]) -> np.ndarray | None:
     return np.array([index[parts[0]] for parts in parents], dtype=np.int64)
 
 
+def _skipped(folder: Path, bad: list[str], total: int) -> None:
+    """Warn once of the files that cannot be read (DataError when none can)."""
+    if len(bad) == total:
+        raise DataError(bad[0] if total == 1 else f"none of the {total} image files under {folder} can be read; "
+                                                  f"the first: {bad[0]}")
+    if bad:
+        warnings.warn(f"{len(bad)} of {total} image files under {folder} cannot be read and are skipped; the first: "
+                      f"{bad[0]}", stacklevel=4)
+
+
+def _openable(folder: Path, files: list[Path]) -> list[Path]:
+    """The files whose header Pillow reads; the others are skipped with one warning, never the
+    whole set (a file that opens but cannot be decoded is found when it is read)."""
+    from PIL import Image  # Pillow only when an image file is read: `mixvae.data` stays light
+
+    good, bad = [], []
+    for path in files:
+        try:
+            with Image.open(path):
+                good.append(path)
+        except Exception as err:  # PIL raises many types for corrupt files  # noqa: BLE001
+            bad.append(f"{path.relative_to(folder)} ({one_line(err) or type(err).__name__})")
+    _skipped(folder, bad, len(files))
+    return good
+
+
+def _first_size(files: list[Path]) -> tuple[int, int]:
+    """(H, W) of the first file whose header reads ((1, 1) when none does: reading them all then
+    says why)."""
+    from PIL import Image  # Pillow only when an image file is read: `mixvae.data` stays light
+
+    for path in files:
+        try:
+            with Image.open(path) as pil:
+                return pil.size[1], pil.size[0]
+        except Exception:  # noqa: BLE001, S112  # an unreadable file is reported when it is read
+            continue
+    return 1, 1
+
+
 def load_image_files(folder: Path, files: list[Path], image_size: int | None, grayscale: bool = False) -> Split:
     """The image ``files`` of ``folder`` read into memory, in colour when any has colour (unless
-    ``grayscale``), with sub-folder labels when every file has one."""
+    ``grayscale``), with sub-folder labels when every file has one. A file that cannot be read
+    is skipped with one warning for all of them, never the whole set."""
     mode = folder_mode(files, grayscale)
-    first = read_image(files[0], image_size, mode)
-    images = np.empty((len(files),) + first.shape, dtype=np.uint8)
-    images[0] = first
-    for i, path in enumerate(files[1:], start=1):
-        image = read_image(path, image_size, mode)
+    read: list[np.ndarray] = []
+    kept: list[Path] = []
+    bad: list[str] = []
+    for path in files:
+        try:
+            read.append(read_image(path, image_size, mode))
+            kept.append(path)
+        except DataError as err:
+            bad.append(str(err))
+    _skipped(folder, bad, len(files))
+    first = read[0]
+    images = np.empty((len(read),) + first.shape, dtype=np.uint8)
+    for i, (path, image) in enumerate(zip(kept, read)):
         if image.shape != first.shape:
             raise DataError(
-                f"images in {folder} have different sizes ({first.shape[1]}x{first.shape[0]} in {files[0].name}, "
+                f"images in {folder} have different sizes ({first.shape[1]}x{first.shape[0]} in {kept[0].name}, "
                 f"{image.shape[1]}x{image.shape[0]} in {path.name}); pass --image-size N to resize them all to NxN."
             )
         images[i] = image
-    return images, _folder_labels(folder, files)
+    return images, _folder_labels(folder, kept)
 
 
 # Image folders larger than this (estimated as count x height x width bytes) are read lazily.
@@ -230,9 +279,10 @@ def load_folder(folder: Path, image_size: int | None, grayscale: bool = False) -
     files = _find_image_files(folder)
     if not files:
         raise DataError(_no_data_message(folder))
-    h, w = (image_size, image_size) if image_size else read_image(files[0], None).shape
+    h, w = (image_size, image_size) if image_size else _first_size(files)
     mode = folder_mode(files, grayscale)
     if len(files) * h * w * (3 if mode == "RGB" else 1) > LAZY_BYTES:
+        files = _openable(folder, files)  # read on demand: unreadable headers are left out now
         lazy = cast(np.ndarray, LazyImages(folder, files, image_size, mode))  # it behaves as the array would
         return {"train": (lazy, _folder_labels(folder, files))}
     return {"train": load_image_files(folder, files, image_size, grayscale)}

@@ -176,9 +176,16 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.files)
 
-    def __getitem__(self, index: slice) -> np.ndarray:
-        picks = self.files[index]
+    def __getitem__(self, index: Any) -> np.ndarray:
+        """One image (an int), or the images of a slice or an array of indices."""
+        if isinstance(index, (int, np.integer)):
+            return read_file(self.files[int(index)], self.cfg)
+        picks = self.files[index] if isinstance(index, slice) else [self.files[int(i)] for i in np.asarray(index).ravel()]
         out = np.empty((len(picks), *self.shape[1:]), dtype=np.uint8)  # (n, H, W) or (n, H, W, C)
         for j, path in enumerate(picks):
             out[j] = read_file(path, self.cfg)
         return out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        whole = self[:]
+        return whole if dtype is None else whole.astype(dtype)

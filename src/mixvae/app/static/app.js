@@ -170,7 +170,7 @@ const mixvae = (() => {
     const colourings = {
       expert: () => groups((i) => m.expert[i], [...Array(K).keys()].map((k) =>
         (m.matched && m.matched[k] !== null ? `expert ${k} (${m.matched[k]})` : `expert ${k}`))),
-      folder: () => groups((i) => m.folders.indexOf(m.folder[i]), m.folders),
+      label: () => groups((i) => m.labels.indexOf(m.label[i]), m.labels),
       score: () => [{type, mode: "markers", name: "outlier score", x: m.x, y: m.y, customdata: [...m.x.keys()],
         text: m.source, hovertemplate: "%{text}: %{marker.color:.1f} nats<extra></extra>",
         marker: {size: 4, opacity: 0.8, color: m.score, colorscale: "Viridis", showscale: true,
@@ -178,7 +178,7 @@ const mixvae = (() => {
     };
     const el = $("#map");
     const choice = $("#colour-by");
-    if (!m.folders || m.folders.length < 2) choice.querySelector('option[value="folder"]').remove();
+    if (!m.labels || m.labels.length < 2) choice.querySelector('option[value="label"]').remove();
     const draw = () => Plotly.react(el, colourings[choice.value](), {margin: {l: 20, r: 20, t: 20, b: 20},
       legend: {itemsizing: "constant"}, xaxis: {showticklabels: false, zeroline: false},
       yaxis: {showticklabels: false, zeroline: false}}, {responsive: true, displaylogo: false});
