@@ -306,6 +306,10 @@ def test_a_lasso_selection_on_the_map_exports_its_images(site):
     assert link.get_attribute("download") == "mixvae-selection.csv" and link.get_attribute("href").startswith("blob:")
     # the page asked the app for exactly these images (the CSV it answers: tests/test_app_guard.py)
     assert driver.find_element(By.ID, "selection").get_attribute("data-ids") == ",".join(map(str, ids))
+    driver.find_element(By.ID, "selection-zip").click()  # the images themselves, as a zip of their files
+    archive = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#selection a.zip"))[0]
+    wait_for(lambda: archive.text == "mixvae-selection.zip (20 images)")
+    assert archive.get_attribute("href").startswith("blob:")
 
 
 def test_checked_images_of_an_expert_are_exported(site):
@@ -323,6 +327,9 @@ def test_checked_images_of_an_expert_are_exported(site):
     assert file.get_attribute("href").startswith("blob:") and file.text == "mixvae-selection.csv (3 images)"
     members = ex.members(k).tolist()
     assert driver.find_element(By.ID, "picked-bar").get_attribute("data-ids") == ",".join(map(str, members[1:4]))
+    driver.find_element(By.ID, "zip-picked").click()
+    archive = wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, "#picked-bar a.zip"))[0]
+    wait_for(lambda: archive.text == "mixvae-selection.zip (3 images)" and archive.get_attribute("href"))
     driver.find_element(By.ID, "pick-all").click()
     assert driver.find_element(By.ID, "picked-count").text == f"{len(boxes)} selected"
 

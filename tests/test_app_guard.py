@@ -477,3 +477,40 @@ def test_train_skips_an_unreadable_file_with_one_line(tmp_path: Path, capsys) ->
     err = [line for line in capsys.readouterr().err.splitlines() if "cannot be read" in line]
     assert len(err) == 1 and "1 of" in err[0] and "broken.png" in err[0] and "are skipped" in err[0]
     assert main(["evaluate", str(run)]) == 0  # evaluation reads the same images
+
+
+def test_a_selection_is_exported_as_its_own_files_in_a_zip(guarded, monkeypatch, tmp_path) -> None:
+    import io
+    import zipfile
+
+    from mixvae.app import views
+
+    ex, app, folder, _ = guarded
+    client = app.test_client()
+    ids = [7, 2, 30, 2]
+    answer = client.post("/api/export", json={"ids": ids, "format": "zip"})
+    assert answer.status_code == 200 and answer.mimetype == "application/zip"
+    with zipfile.ZipFile(io.BytesIO(answer.data)) as archive:
+        names = archive.namelist()
+        assert names == ["selection.csv", *(f"images/{ex.sources[i]}" for i in (7, 2, 30))]  # each image once
+        for i in (7, 2, 30):  # the files themselves, byte for byte
+            assert archive.read(f"images/{ex.sources[i]}") == (folder / ex.sources[i]).read_bytes()
+        assert archive.read("selection.csv").decode().count("\n") == 4  # a header and one row each
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"not for export")
+    swapped = folder / ex.sources[5]
+    kept = swapped.read_bytes()
+    swapped.unlink()
+    swapped.symlink_to(outside)  # a file swapped for a link outside the folder after the app started
+    try:
+        with zipfile.ZipFile(io.BytesIO(client.post("/api/export", json={"ids": [5, 6], "format": "zip"}).data)) as a:
+            assert a.namelist() == ["selection.csv", f"images/{ex.sources[6]}"]  # the outside file is left out
+    finally:
+        swapped.unlink()
+        swapped.write_bytes(kept)
+    monkeypatch.setattr(views, "EXPORT_FILES", 2)
+    assert client.post("/api/export", json={"ids": [1, 2, 3], "format": "zip"}).status_code == 413
+    monkeypatch.setattr(views, "EXPORT_FILES", 5000)
+    monkeypatch.setattr(views, "EXPORT_BYTES", 10)
+    assert client.post("/api/export", json={"ids": [1, 2], "format": "zip"}).status_code == 413
+    assert client.post("/api/export", json={"ids": [1], "format": "tar"}).status_code == 400

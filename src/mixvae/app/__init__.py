@@ -30,7 +30,7 @@ def _plotly_js() -> Path:
     return Path(plotly.__file__).parent / "package_data" / "plotly.min.js"
 
 
-HEAVY_ENDPOINTS = ("pages.route", "pages.map_points")  # decode an upload, or compute the map
+HEAVY_ENDPOINTS = ("pages.route", "pages.map_points", "pages.export_selection")  # an upload, the map, an export
 
 
 def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] = ()) -> Flask:

@@ -338,6 +338,16 @@ class Explorer:
         assert self.images is not None
         return np.asarray(self.images[i:i + 1])[0]
 
+    def source_file(self, i: int) -> Path | None:
+        """Image i's own file, when the training images are an image folder's files and that file
+        (links followed now, not only when the folder was read) still lies inside the folder."""
+        files = getattr(self.images, "files", None)
+        if files is None or not 0 <= i < len(files):
+            return None
+        root = Path(self.cfg.data).expanduser().resolve()
+        path = Path(files[i])
+        return path if path.resolve().is_relative_to(root) and path.is_file() else None
+
     # ----------------------------------------------------------------- the model
     @torch.no_grad()
     def samples(self, k: int, n: int, temperature: float, seed: int) -> np.ndarray:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import tempfile
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -170,19 +172,54 @@ def curate() -> Response:
 
 @pages.route("/api/export", methods=["POST"])
 def export_selection() -> Response:
-    """A selection of training images (JSON ``{"ids": [i, ...]}``, a lasso on the map say), as
-    ``mixvae assign``'s CSV rows in the order given."""
+    """A selection of training images (JSON ``{"ids": [i, ...], "format": "csv"}``, a lasso on the
+    map say), as ``mixvae assign``'s CSV rows in the order given, or (``"format": "zip"``) as a
+    zip archive of the images themselves with those rows beside them."""
     ex = explorer()
     if ex.assigned is None:
         abort(404)
     try:
-        ids = json.loads(request.get_data(cache=False))["ids"]
-    except (ValueError, TypeError, KeyError, RecursionError):
-        abort(400, 'the body is not {"ids": [i, ...]}')
+        body = json.loads(request.get_data(cache=False))
+        ids, kind = body["ids"], body.get("format", "csv")
+    except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        abort(400, 'the body is not {"ids": [i, ...], "format": "csv" or "zip"}')
     n = len(ex.sources)
     if not isinstance(ids, list) or not all(type(i) is int and 0 <= i < n for i in ids):
         abort(400, f"ids must be a list of image indices in 0..{n - 1}")
-    return _csv(ex, ids)
+    if kind not in ("csv", "zip"):
+        abort(400, 'format must be "csv" or "zip"')
+    return _csv(ex, ids) if kind == "csv" else _zip(ex, list(dict.fromkeys(ids)))
+
+
+EXPORT_FILES = 5000  # a selection exported as its images holds at most this many
+EXPORT_BYTES = 256 * 2**20  # and at most this many bytes of them
+
+
+def _zip(ex: Explorer, ids: list[int]) -> Response:
+    """Images ``ids`` as a zip archive, spooled to a temporary file: an image folder's own files at
+    their paths in it (``images/``; a file no longer inside the folder is left out), an array's
+    images as PNGs (``images/I.png``), and ``selection.csv`` (the CSV rows). 413 beyond ``EXPORT_FILES`` images or ``EXPORT_BYTES``."""
+    if len(ids) > EXPORT_FILES:
+        abort(413, f"at most {EXPORT_FILES} images are exported at once; this selection has {len(ids)}")
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - send_file streams it, then closes it with the response
+    total = 0
+    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("selection.csv", _csv(ex, ids).get_data())
+        files = getattr(ex.images, "files", None) is not None
+        for i in ids:
+            path = ex.source_file(i)
+            if files and path is None:  # a file gone, or now a link leading outside the folder: left out
+                continue
+            data = path.read_bytes() if path is not None else png_bytes(ex.image(i))
+            total += len(data)
+            if total > EXPORT_BYTES:
+                break
+            archive.writestr(f"images/{ex.sources[i] if path is not None else f'{i}.png'}", data)
+    if total > EXPORT_BYTES:
+        handle.close()
+        abort(413, f"the selection's images take more than {EXPORT_BYTES / 2**20:g} MiB; export fewer")
+    handle.seek(0)
+    return send_file(handle, mimetype="application/zip", as_attachment=True, download_name="mixvae-selection.zip")
 
 
 def _csv(ex: Explorer, ids: list[int]) -> Response:

@@ -212,8 +212,23 @@ const mixvae = (() => {
       if (!r.ok) { selection.textContent = (await r.json()).error; return; }
       const link = Object.assign(document.createElement("a"), {href: URL.createObjectURL(await r.blob()),
         download: "mixvae-selection.csv", textContent: `export the ${ids.length} selected images as CSV`});
-      selection.append(link);
+      const files = Object.assign(document.createElement("button"), {type: "button", id: "selection-zip",
+        textContent: "download their images (zip)"});
+      files.addEventListener("click", () => downloadZip(ids, selection));
+      selection.append(link, " ", files);
     });
+  }
+
+  // a selection's images themselves: a zip of the image folder's files (or PNGs of an array's images)
+  async function downloadZip(ids, where) {
+    const r = await fetch("/api/export", {method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({ids, format: "zip"})});
+    let link = where.querySelector("a.zip");
+    if (!link) { link = Object.assign(document.createElement("a"), {className: "zip"}); where.append(" ", link); }
+    if (!r.ok) { link.removeAttribute("href"); link.textContent = (await r.json()).error; return; }
+    Object.assign(link, {href: URL.createObjectURL(await r.blob()), download: "mixvae-selection.zip",
+      textContent: `mixvae-selection.zip (${ids.length} images)`});
+    link.click();
   }
 
   // the left and right arrows follow a page's previous and next links (not while typing or drawing)
@@ -232,7 +247,8 @@ const mixvae = (() => {
     const update = () => {
       const n = checked().length;
       $("#picked-count").textContent = `${n} selected`;
-      $("#export-picked").disabled = $("#move-picked").disabled = $("#junk-picked").disabled = n === 0;
+      $("#export-picked").disabled = $("#zip-picked").disabled = $("#move-picked").disabled =
+        $("#junk-picked").disabled = n === 0;
       $("#picked-file").hidden = true;
     };
     boxes.forEach((b) => b.addEventListener("change", update));
@@ -243,6 +259,7 @@ const mixvae = (() => {
       if (await curate({action: "junk", ids: checked()})) location.reload();
     });
     $("#pick-all").addEventListener("click", () => { boxes.forEach((b) => { b.checked = true; }); update(); });
+    $("#zip-picked").addEventListener("click", () => downloadZip(checked(), bar));
     $("#export-picked").addEventListener("click", async () => {
       const ids = checked();
       bar.dataset.ids = ids.join(",");
