@@ -132,3 +132,49 @@ def test_moved_and_junk_images_go_where_they_were_put_in_the_app_and_in_assign(c
                  "--quiet", "--overwrite"]) == 0  # the junk folder is assign's own: replaced, not refused
     again = Explorer.open(ex.run, log=lambda m: None)
     assert [int(e) for e in again.assigned.expert[move + junk]] == [j, j, j, -1, -1]
+
+
+def test_a_merged_clusters_probability_is_the_sum_of_its_experts() -> None:
+    from mixvae.assign import Assignments, top_two
+
+    rng = np.random.default_rng(0)
+    routing = rng.dirichlet(np.ones(4), size=60).astype(np.float32)  # (N, K)
+    sources = [f"i{j}" for j in range(60)]
+    a = Assignments(sources, *top_two(routing), outlier_score=np.zeros(60), routing=routing)
+    c = Curation()
+    c.merge(1, 3)
+    c.move(["i5"], 0)
+    out = c.apply(a)
+    clusters = {0: routing[:, 0], 2: routing[:, 2], 3: routing[:, 1] + routing[:, 3]}  # computed independently
+    for i in range(60):
+        ranked = sorted(clusters, key=lambda k: -clusters[k][i])
+        if sources[i] == "i5":  # moved: its cluster and that cluster's probability
+            assert out.expert[i] == 0 and out.probability[i] == pytest.approx(routing[i, 0])
+            continue
+        assert out.expert[i] == ranked[0] and out.probability[i] == pytest.approx(clusters[ranked[0]][i])
+        assert out.runner_up[i] == ranked[1] and out.runner_up_probability[i] == pytest.approx(clusters[ranked[1]][i])
+    c.merge(0, 3)
+    c.merge(2, 3)  # one cluster left: it takes every image, with probability 1 and no other cluster second
+    every = c.apply(a)
+    assert (every.expert == 3).all() and np.allclose(every.probability, 1.0, atol=1e-5)
+    assert (every.runner_up == 3).all() and (every.runner_up_probability == 0).all()
+
+
+def test_predict_gives_a_merged_clusters_summed_probability(curated, tmp_path, capsys) -> None:
+    from mixvae.checkpoint import load_run
+    from mixvae.inference import predict_proba
+    from mixvae.kinds.images import read_file
+
+    ex, _, _, files = curated
+    run = ex.run
+    module, cfg = load_run(run)
+    probs = predict_proba(module, np.stack([read_file(f, cfg) for f in files[:6]]))
+    c = Curation()
+    c.merge(0, 1)
+    (run / CURATION_FILE).write_text(c.to_json())
+    assert main(["predict", str(run), *map(str, files[:6])]) == 0
+    rows = [line.split("\t") for line in capsys.readouterr().out.splitlines()[1:]]
+    for row, p in zip(rows, probs):
+        cluster = {1: p[0] + p[1], **{k: p[k] for k in range(2, len(p))}}
+        best = max(cluster, key=cluster.get)
+        assert int(row[1]) == best and float(row[2]) == pytest.approx(cluster[best], abs=1e-4)

@@ -50,6 +50,7 @@ class Assignments:
     outlier_score: np.ndarray  # (N,) float64: -log p(x) bound, nats
     matched_class: list[str] | None = None  # per expert
     names: list[str] | None = None  # per expert: the name a user gave its cluster (mixvae.curation), "" for none
+    routing: np.ndarray | None = None  # (N, K) float32: every expert's probability, for merged clusters' sums
 
     @property
     def outlier_rank(self) -> np.ndarray:
@@ -87,22 +88,26 @@ def assign(module: MixtureModule, images: Any, sources: list[str], *, iw_samples
     if chunk < 1:
         raise ValueError(f"chunk={chunk} is invalid: expected an integer >= 1")
     n = len(images)
-    top2, top2_p, scores = [], [], []
+    routing, scores = [], []
     for start, stop in _chunks(n, chunk):
         x = np.asarray(images[start:stop])  # (n, H, W) uint8: read once, used twice
-        probs = predict_proba(module, x, device=device)  # (n, K)
-        order = np.argsort(-probs, axis=1, kind="stable")[:, :2]  # (n, 2); with K = 1 only one column
-        top2.append(order)
-        top2_p.append(np.take_along_axis(probs, order, 1))
+        routing.append(predict_proba(module, x, device=device))  # (n, K)
         scores.append(-log_likelihood(module, x, iw_samples, binarize=binarize, device=device))
         if progress is not None:
             progress(stop - start)
-    if not top2:
+    if not routing:
         raise ValueError("there are no images to assign")
-    k, p = np.concatenate(top2), np.concatenate(top2_p)
-    second = 1 if k.shape[1] > 1 else 0
-    return Assignments(list(sources), k[:, 0], p[:, 0], k[:, second],
-                       p[:, second] if second else np.zeros(n, np.float32), np.concatenate(scores))
+    probs = np.concatenate(routing)
+    return Assignments(list(sources), *top_two(probs), np.concatenate(scores), routing=probs)
+
+
+def top_two(probs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(expert, its probability, runner-up, its probability) of each row of probabilities (N, K)
+    (the runner-up is the expert itself, at probability 0, when K = 1)."""
+    order = np.argsort(-probs, axis=1, kind="stable")[:, :2]  # (N, 2); with K = 1 only one column
+    p = np.take_along_axis(probs, order, 1)
+    second = 1 if order.shape[1] > 1 else 0
+    return order[:, 0], p[:, 0], order[:, second], p[:, second] if second else np.zeros(len(probs), np.float32)
 
 
 def csv_text(result: Assignments, indices: Iterable[int] | None = None) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mixvae.assign import Assignments
+from mixvae.assign import Assignments, top_two
 from mixvae.atomic import atomic_write
 from mixvae.runfolder import CURATION_FILE, RunFolderError, RunLock
 
@@ -81,18 +81,37 @@ class Curation:
             self.junk.add(source)
             self.moved.pop(source, None)
 
+    def joined(self, routing: np.ndarray) -> np.ndarray:
+        """Routing probabilities (N, K) with each merged expert's added to its cluster's expert (the
+        expert it merged into; its own column 0): column k is the probability of k's cluster."""
+        lookup = np.array([self.target(k) for k in range(routing.shape[1])])
+        joined = np.zeros_like(routing)
+        np.add.at(joined.T, lookup, routing.T)
+        return joined
+
     def apply(self, a: Assignments) -> Assignments:
         """The assignments with every image's expert as the decisions make it (``JUNK`` for junk)."""
         if not (self.merged or self.moved or self.junk):
             return a
+        if a.routing is not None and self.merged:  # a merged cluster's probability: its experts' sum
+            n_experts = a.routing.shape[1]
+            expert, probability, runner_up, runner_p = top_two(self.joined(a.routing))
+            a = dataclasses.replace(a, expert=expert.astype(a.expert.dtype), probability=probability,
+                                    runner_up=runner_up.astype(a.runner_up.dtype), runner_up_probability=runner_p)
+            if n_experts > 1:  # every expert in one cluster: there is no other cluster to come second
+                alone = runner_p == 0
+                a.runner_up[alone], a.runner_up_probability[alone] = a.expert[alone], 0.0
         lookup = np.array([self.target(k) for k in range(int(a.expert.max()) + 1)]) if len(a.expert) else np.zeros(0)
         expert = lookup[a.expert].astype(a.expert.dtype)
+        probability = a.probability.copy()
         for i, source in enumerate(a.sources):
             if source in self.junk:
                 expert[i] = JUNK
             elif source in self.moved:
                 expert[i] = self.target(self.moved[source])
-        return dataclasses.replace(a, expert=expert)
+                if a.routing is not None:  # the probability of the cluster it was moved to
+                    probability[i] = a.routing[i, [k for k in range(a.routing.shape[1]) if self.target(k) == expert[i]]].sum()
+        return dataclasses.replace(a, expert=expert, probability=probability)
 
     def label(self, a: Assignments, n_experts: int) -> Assignments:
         """The assignments as the decisions make them: merged experts, and each cluster's name."""

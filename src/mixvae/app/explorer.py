@@ -119,11 +119,13 @@ def _cached_routing(run: Path, sources: list[str], iw_samples: int) -> Assignmen
         if (str(cached["weights_sha256"]) != _weights_digest(run) or list(cached["sources"]) != sources
                 or int(cached.get("iw_samples", 1)) != iw_samples):
             return None
-        return Assignments(list(sources), *(cached[k] for k in _ROUTING_KEYS))
+        if "routing" not in cached.files:  # kept by an older mixvae: routed again, with every probability
+            return None
+        return Assignments(list(sources), **{k: cached[k] for k in (*_ROUTING_KEYS, "routing")})
 
 
 def _save_routing(run: Path, a: Assignments, iw_samples: int) -> None:
-    _npz(run / ROUTING_FILE, {**{k: getattr(a, k) for k in _ROUTING_KEYS}, "sources": np.array(a.sources),
+    _npz(run / ROUTING_FILE, {**{k: getattr(a, k) for k in (*_ROUTING_KEYS, "routing")}, "sources": np.array(a.sources),
                               "weights_sha256": np.array(_weights_digest(run)), "iw_samples": np.array(iw_samples)})
 
 

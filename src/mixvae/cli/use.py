@@ -90,12 +90,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     module, cfg = load_run(args.run)
     names, data = kind_of(cfg.model).read_all(args.files, cfg)
-    probs = predict_proba(module, data, batch_size=10000)
+    curation = read_curation(args.run, cfg.model.n_components)  # names and merges given in mixvae serve
+    probs = curation.joined(predict_proba(module, data, batch_size=10000))  # a merged cluster's: its experts' sum
     experts = probs.argmax(1)
     matched = matched_classes(read_eval(args.run))  # the expert's class, when the run was evaluated with labels
-    curation = read_curation(args.run, cfg.model.n_components)  # names and merges given in mixvae serve
     named = bool(curation.names)
-    lines = [f"{name}\t{curation.target(int(k))}\t{probs[i, k]:.4f}" + (f"\t{matched[k]}" if matched else "")
+    lines = [f"{name}\t{k}\t{probs[i, k]:.4f}" + (f"\t{matched[k]}" if matched else "")
              + (f"\t{curation.name(int(k)) or ''}" if named else "") for i, (name, k) in enumerate(zip(names, experts))]
     header = "file\texpert\tprobability" + ("\tmatched_class" if matched else "") + ("\tname" if named else "")
     sys.stdout.write(header + "\n" + "\n".join(lines) + "\n")
