@@ -25,6 +25,9 @@ from pathlib import Path
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import fingerprint
+
 from mixvae.cli import main as mixvae
 from mixvae.runfolder import read_eval
 
@@ -41,6 +44,7 @@ def main() -> int:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown CPU")
     load_before = os.getloadavg()[0]
+    code = fingerprint()  # at the start: the code that runs
     train = ["train", "--data", "mnist", "--out", str(args.out), "--overwrite", "--quiet"]
     seconds = None
     if args.existing:
@@ -70,7 +74,7 @@ def main() -> int:
         "commands": ([] if args.existing else ["mixvae " + " ".join(train)]) + [f"mixvae evaluate {args.out}"],
         "existing_run": bool(args.existing),  # trained before, with the demo's configuration (checked)
         "test": {k: ev["test"][k] for k in keep}, "train": {k: ev["train"][k] for k in keep},
-        "train_seconds": seconds,
+        "train_seconds": seconds, **code,
         "machine": {"cpu": cpu, "cores": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "python": platform.python_version(),
                     "load_average_before": load_before, "load_average_after": os.getloadavg()[0]},

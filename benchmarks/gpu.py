@@ -26,8 +26,8 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import fingerprint
 from quality import machine
-from robust import code_version
 
 from mixvae.config import config_from_dict, preset
 from mixvae.data import load_split_pair
@@ -85,7 +85,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    code = code_version()  # at the start: the code that runs
+    code = fingerprint()  # at the start: the code that runs
     present = gpu_name()
     devices = args.devices or (["cuda", "cpu"] if present else ["cpu"])
     note = f"GPU: {present}" if present else "no GPU present: CPU rows only"
@@ -99,7 +99,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
             rows.append(row)
     out = RESULTS / (f"gpu-{args.tag}.json" if args.tag else "gpu.json")
-    result = {"note": note, "machine": f"{machine()}, {os.cpu_count()} cores", "code": code,
+    result = {"note": note, "machine": f"{machine()}, {os.cpu_count()} cores", **code,
               "command": "python " + " ".join([str(Path(sys.argv[0]).as_posix()), *sys.argv[1:]]), "rows": rows}
     out.write_text(json.dumps(result, indent=2))
     print(out)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from robust import code_version
+from provenance import fingerprint
 from scale import write_data
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,12 +132,12 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    code = code_version()  # at the start: the code that runs
+    code = fingerprint()  # at the start: the code that runs
     done = json.loads(OUT.read_text()) if OUT.exists() else {"rows": []}
     for n in args.sizes:
         for fmt in args.formats:
             start = machine(args.threads)
-            row = {**one(args.work, n, fmt, args.threads), "code": code, "machine": start,
+            row = {**one(args.work, n, fmt, args.threads), **code, "machine": start,
                    "load_average_at_end": os.getloadavg()[0],
                    "command": f"python benchmarks/memory.py --work W --sizes {n} --formats {fmt} "
                               f"--threads {args.threads}"}

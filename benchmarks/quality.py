@@ -191,9 +191,9 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from robust import code_version  # robust.py imports this module's machine(): here, not at the top
+    from provenance import fingerprint
 
-    code = code_version()  # at the start: the code that runs
+    code = fingerprint()  # at the start: the code that runs
     train, test = load_split_pair(args.data)
     classifier = judge(args.data, train.images, train.labels) if args.gen_eval else None
     rows = []
@@ -216,7 +216,7 @@ def main() -> None:
                      if "generation" in row else ""), flush=True)
     result = {
         "data": args.data, "preset": args.preset, "set": args.set, "seeds": args.seeds, "machine": machine(),
-        "code": code,
+        **code,
         "command": "python benchmarks/quality.py " + " ".join(_argv()), "runs": rows,
     }
     if args.kmeans:

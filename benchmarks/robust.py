@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from provenance import fingerprint
 from quality import machine
 from robust_sets import SETS
 
@@ -36,21 +37,6 @@ from mixvae.config import parse_overrides
 from mixvae.metrics import cluster_accuracy
 
 RESULTS = Path(__file__).resolve().parent / "results"
-
-
-def code_version() -> str:
-    """The commit the code ran from, with "+ changes" when the tree differed from it."""
-    import subprocess
-
-    root = Path(__file__).resolve().parent.parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "src"], cwd=root,
-                               capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" + changes to src/" if dirty else "")
 
 
 def scores(labels: np.ndarray, pred: np.ndarray, k: int) -> dict:
@@ -102,7 +88,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     settings = parse_overrides(args.settings)
-    code = code_version()
+    code = fingerprint()  # at the start: the code that runs
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.sets:
         images, labels, description = SETS[name]()
@@ -119,7 +105,7 @@ def main() -> None:
                 print(f"{name} {method} seed {seed}: acc {row['acc']:.4f} nmi {row['nmi']:.4f} "
                       f"clusters {row['clusters_used']} {row['seconds']:.0f}s", flush=True)
                 result = {"set": name, "description": description, "n": len(images), "k": k, "method": method,
-                          "settings": args.settings, "machine": f"{machine()}, {os.cpu_count()} cores", "code": code,
+                          "settings": args.settings, "machine": f"{machine()}, {os.cpu_count()} cores", **code,
                           "command": "python benchmarks/robust.py " + " ".join(sys.argv[1:]), "runs": rows}
                 out.write_text(json.dumps(result, indent=2) + "\n")
             accs = np.array([r["acc"] for r in rows])

@@ -701,6 +701,25 @@ TABLES.update(tables_robust.TABLES)
 VALUES += tables_robust.VALUES
 
 
+# README's headlines and the result files that make them: each says which code made it (tests/test_numbers.py:
+# a headline not made by the code at HEAD is quoted with its "made_by" value in the same paragraph)
+HEADLINES: dict[str, tuple[str, ...]] = {
+    "mnist.kinds.acc": tables_robust.MNIST_FILES,
+    "fashion.kinds.acc": tables_robust.FASHION_FILES,
+    "demo.numbers": ("demo.json",),
+}
+
+
+def made_by_values() -> dict[str, str]:
+    from provenance import made_by
+
+    return {f"{key.rsplit('.', 1)[0]}.made_by": made_by([load(name) for name in existing(names)], list(names))
+            for key, names in HEADLINES.items()}
+
+
+VALUES += (made_by_values,)
+
+
 def render(text: str, values: dict[str, str], tables: dict[str, str]) -> tuple[str, list[str]]:
     """``text`` with every marked place regenerated, and the names of the places that changed."""
     changed: list[str] = []

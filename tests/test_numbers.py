@@ -48,3 +48,34 @@ def test_headline_is_mean_sample_std_and_worst_over_every_seed():
     assert len(accs) == 10  # seeds 0-9: every seed that ran
     assert tables.mnist_values()["mnist.acc"] == f"{statistics.mean(accs):.4f} +/- {statistics.stdev(accs):.4f}"
     assert tables.mnist_values()["mnist.worst3"] == f"{min(accs):.3f}"
+
+
+def test_a_headline_says_which_code_made_it_unless_the_code_at_head_did():
+    tables = _tables()
+    made = tables.made_by_values()
+    text = (ROOT / "README.md").read_text()
+    paragraphs = text.split("\n\n")
+    quoted = 0
+    for key in tables.HEADLINES:
+        prefix = key.rsplit(".", 1)[0]
+        for paragraph in (p for p in paragraphs if f"<!-- value: {key} -->" in p):
+            quoted += 1
+            if made[f"{prefix}.made_by"] != "the code at HEAD":
+                assert f"<!-- value: {prefix}.made_by -->" in paragraph, (
+                    f"README quotes {key}, made by {made[f'{prefix}.made_by']}, without saying so in its paragraph")
+    assert quoted >= 3
+
+
+def test_provenance_tells_the_code_at_head_from_other_code():
+    import sys
+
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import provenance
+
+    here = provenance.src_tree()
+    assert here is not None and len(here) == 40
+    assert provenance.made_by([{"code": "abc", "src_tree": here}], ["x.json"]) == "the code at HEAD"
+    other = provenance.made_by([{"code": "abc1234", "src_tree": "0" * 40}], ["x.json"])
+    assert other == "code of abc1234, whose src/ differs from HEAD's"
+    assert provenance.made_by([{"code": "abc", "src_tree": here}, {"code": "def"}], ["x.json"]) != "the code at HEAD"
+    assert provenance.made_by([{}], ["none.json"]).startswith("code not recorded")
