@@ -115,10 +115,12 @@ def robust_values() -> dict[str, str]:
     }
 
 
-# the default as it ships, on MNIST's 60,000 training images: quality.py --tag kinds[-seedsA-B]
-MNIST_FILES = ("quality-mnist-default-kinds-sle0.json", "quality-mnist-default-kinds-seeds1-2.json",
-               "quality-mnist-default-kinds-seeds3-5.json", "quality-mnist-default-kinds-seeds6-7.json",
-               "quality-mnist-default-kinds-seeds8-9.json")
+# the default as it ships, on MNIST's 60,000 training images: `make bench` (quality.py --tag bench, all seeds in
+# one file, the code at hand) when it has run, else the earlier runs (quality.py --tag kinds[-seedsA-B])
+MNIST_FILES = (("quality-mnist-default-bench.json",) if (RESULTS / "quality-mnist-default-bench.json").exists() else
+               ("quality-mnist-default-kinds-sle0.json", "quality-mnist-default-kinds-seeds1-2.json",
+                "quality-mnist-default-kinds-seeds3-5.json", "quality-mnist-default-kinds-seeds6-7.json",
+                "quality-mnist-default-kinds-seeds8-9.json"))
 
 
 def mnist_kinds_values() -> dict[str, str]:
@@ -144,7 +146,9 @@ def mnist_kinds_values() -> dict[str, str]:
     }
 
 
-FASHION_FILES = ("quality-fashion-mnist-default-kinds.json",)
+FASHION_FILES = (("quality-fashion-mnist-default-bench.json",)
+                 if (RESULTS / "quality-fashion-mnist-default-bench.json").exists()
+                 else ("quality-fashion-mnist-default-kinds.json",))
 
 
 def fashion_kinds_values() -> dict[str, str]:
