@@ -240,3 +240,19 @@ def test_loading_a_large_uncompressed_npz_reads_none_of_its_images(
     assert len(train) == 200_000 and cfg.model.image_shape == (28, 28)
     (row,) = map(json.loads, log.read_text().splitlines())
     assert row["stage"] == "load" and row["peak_rss"] - row["start_rss"] < 32 * 2**20
+
+
+def test_a_pass_in_batches_hands_freed_memory_back_after_each_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mixvae import inference
+
+    calls: list[int] = []
+    monkeypatch.setattr(memory, "release", lambda: calls.append(1))
+    x, _ = blobs(n_per=25, k=4)  # 100 images
+    assert sum(len(b) for b in inference.batches(x, 30)) == 100
+    assert len(calls) == 4  # one trim after each of the 4 batches
+    monkeypatch.undo()
+    memory.release()  # glibc's malloc_trim, or nothing where there is none
+    monkeypatch.setattr(memory, "_libc", None)
+    monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
+    memory.release()
+    assert memory._libc == []

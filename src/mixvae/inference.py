@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mixvae import memory
 from mixvae.devices import cpu_draw
 from mixvae.model import MixtureModule
 from mixvae.rows import read_range
@@ -52,6 +53,7 @@ def batches(images: Any, batch_size: int, device: Device = "cpu", stop: int | No
     n = len(images) if stop is None else min(stop, len(images))
     for start in range(0, n, batch_size):
         yield images_to_tensor(images, start, min(start + batch_size, n)).to(device)
+        memory.release()  # the last batch's blocks back to the system: a long pass does not grow the process
 
 
 class _EvalMode:

@@ -5,6 +5,8 @@ names a file; ``benchmarks/memory.py`` reads it).
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import os
 import time
@@ -12,8 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-__all__ = ["LOG_ENV", "Need", "PlanError", "available_memory", "check_plan", "format_bytes", "resident_memory",
-           "stage"]
+__all__ = ["LOG_ENV", "Need", "PlanError", "available_memory", "check_plan", "format_bytes", "release",
+           "resident_memory", "stage"]
 
 LOG_ENV = "MIXVAE_MEMORY_LOG"  # a file to which each stage appends one JSON line: its peak resident memory
 
@@ -40,6 +42,29 @@ def format_bytes(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
         n /= 1024
     return f"{n:.1f} TiB"
+
+
+_libc: list[ctypes.CDLL] | None = None  # glibc, once looked for (empty: not there)
+
+
+def release() -> None:
+    """Hand the heap's free memory back to the system (glibc's ``malloc_trim``; nothing elsewhere).
+
+    A pass over many large batches (the routing of every image, say) would otherwise grow the
+    process: glibc raises its threshold for serving large blocks from ``mmap`` after the first
+    ones are freed, then serves them from heaps whose free space it keeps (measured: 6.7 GB
+    resident after the routing of 1,000,000 images by the convolutional manager, 0.5 GB with a
+    trim after each batch, which takes under a millisecond)."""
+    global _libc
+    if _libc is None:
+        name = ctypes.util.find_library("c")
+        try:
+            found = ctypes.CDLL(name) if name else None
+        except OSError:
+            found = None
+        _libc = [found] if found is not None and hasattr(found, "malloc_trim") else []
+    for libc in _libc:
+        libc.malloc_trim(0)
 
 
 def resident_memory() -> tuple[int, int] | None:
