@@ -689,6 +689,7 @@ VALUES: tuple[Callable[[], dict[str, str]], ...] = (
     gpu_values)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import tables_memory
 import tables_mutation
 import tables_robust
 import tables_vectors
@@ -699,6 +700,7 @@ TABLES.update(tables_mutation.TABLES)
 VALUES += tables_mutation.VALUES
 TABLES.update(tables_robust.TABLES)
 VALUES += tables_robust.VALUES
+TABLES.update(tables_memory.TABLES)
 
 
 # README's headlines and the result files that make them: each says which code made it (tests/test_numbers.py:

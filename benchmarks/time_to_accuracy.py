@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -37,6 +38,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default="mnist")
     p.add_argument("--out", type=Path, default=HERE / "results")
     args = p.parse_args(argv)
+    sys.path.insert(0, str(HERE))
+    from provenance import fingerprint
+    from quality import machine
+
+    code = fingerprint()  # at the start: the code that runs
+    load_start = os.getloadavg()[0]
 
     import torch
 
@@ -71,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         "preset": cfg.to_dict(),
         "target": args.target,
         "threads": torch.get_num_threads(),
-        "seconds_to_target": reached,
+        "seconds_to_target": reached, "machine": machine(), "load_average_at_start": load_start, **code,
         "points": [{"seconds": s, "step": n, "test_acc": a} for s, n, a in points],
     }
     args.out.mkdir(parents=True, exist_ok=True)
