@@ -17,7 +17,7 @@ kernel's accounting of the child (``wait4``). The plan that ``mixvae train`` che
 ``benchmarks/results/memory.json`` (rows of earlier runs of other sizes and formats are kept).
 
     python benchmarks/memory.py --work /tmp/memory --sizes 60000 1000000 5000000 --formats npz npy
-    python benchmarks/memory.py --work /tmp/memory --sizes 10000000 --formats npy
+    python benchmarks/memory.py --work /tmp/memory --sizes 10000000 --formats npy --no-self-labelling
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def measured(cmd: list[str], log: Path, threads: int) -> dict[str, Any]:
             "peak_rss": peak, "stages": stages, "output_tail": output[-1500:]}
 
 
-def one(work: Path, n: int, fmt: str, threads: int) -> dict[str, Any]:
+def one(work: Path, n: int, fmt: str, threads: int, self_labelling: bool = True) -> dict[str, Any]:
     from mixvae.config import CONFIG_FILE, load_config
     from mixvae.plan import memory_plan
 
@@ -103,7 +103,7 @@ def one(work: Path, n: int, fmt: str, threads: int) -> dict[str, Any]:
                       "--out", str(run), "--threads", str(threads)], work / "stages-train.jsonl", threads)
     row: dict[str, Any] = {"n": n, "format": fmt, "data_bytes": int(n * 28 * 28), "file_bytes": path.stat().st_size,
                            "train": train}
-    if train["exit_status"] == 0:
+    if train["exit_status"] == 0 and self_labelling:
         row["self_labelling"] = measured([sys.executable, "-c", SELF_LABEL, str(run), str(path)],
                                          work / "stages-self.jsonl", threads)
     if (run / CONFIG_FILE).exists():  # the plan the command checked, from the configuration it saved
@@ -130,6 +130,9 @@ def main() -> int:
     p.add_argument("--sizes", type=int, nargs="+", default=[60_000, 1_000_000, 5_000_000])
     p.add_argument("--formats", nargs="+", choices=FORMATS, default=["npz", "npy"])
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-self-labelling", action="store_true",
+                   help="measure the training run alone (the self-labelling pass over every image takes as long "
+                        "again at the largest sizes)")
     args = p.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     code = fingerprint()  # at the start: the code that runs
@@ -137,10 +140,10 @@ def main() -> int:
     for n in args.sizes:
         for fmt in args.formats:
             start = machine(args.threads)
-            row = {**one(args.work, n, fmt, args.threads), **code, "machine": start,
+            row = {**one(args.work, n, fmt, args.threads, not args.no_self_labelling), **code, "machine": start,
                    "load_average_at_end": os.getloadavg()[0],
                    "command": f"python benchmarks/memory.py --work W --sizes {n} --formats {fmt} "
-                              f"--threads {args.threads}"}
+                              f"--threads {args.threads}" + (" --no-self-labelling" if args.no_self_labelling else "")}
             done["rows"] = [r for r in done["rows"] if (r["n"], r["format"]) != (n, fmt)] + [row]
             done["rows"].sort(key=lambda r: (r["n"], FORMATS.index(r["format"])))
             OUT.write_text(json.dumps(done, indent=2) + "\n")
