@@ -701,6 +701,7 @@ VALUES += tables_mutation.VALUES
 TABLES.update(tables_robust.TABLES)
 VALUES += tables_robust.VALUES
 TABLES.update(tables_memory.TABLES)
+VALUES += tables_memory.VALUES
 
 
 # README's headlines and the result files that make them: each says which code made it (tests/test_numbers.py:

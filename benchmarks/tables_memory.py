@@ -47,5 +47,36 @@ def memory() -> str:
     return "\n" + "\n".join(lines) + "\n"
 
 
+def _row(n: int, fmt: str) -> dict[str, Any] | None:
+    return next((r for r in _rows() if r["n"] == n and r["format"] == fmt), None)
+
+
+def memory_values() -> dict[str, str]:
+    rows = _rows()
+    out = {"memory.machine": "not run", "memory.code": "not run", "memory.5m": "not run", "memory.1m.graph": "not run",
+           "memory.growth": "not run"}
+    if not rows:
+        return out
+    first = rows[0]["machine"]
+    out["memory.machine"] = (f"{first['cpu']}, {first['cores']} cores, {first['threads']} torch threads; load average "
+                             "at the start of each row: "
+                             + ", ".join(f"{r['machine']['load_average_at_start']:.1f}" for r in rows))
+    out["memory.code"] = ", ".join(sorted({str(r.get("code")) for r in rows}))
+    five = _row(5_000_000, "npz")
+    if five:
+        status = "exit status 0" if five["train"]["exit_status"] == 0 else f"exit status {five['train']['exit_status']}"
+        out["memory.5m"] = (f"{status}, peak {_gib(five['train']['peak_rss'])} GiB for one step of 5,000,000 images "
+                            f"from an uncompressed .npz ({five['file_bytes'] / GIB:.2f} GiB)")
+    graphs = [(r, s) for r in rows if r["n"] == 1_000_000 and (s := _stage(r, "train", "neighbour graph"))]
+    if graphs:
+        out["memory.1m.graph"] = ", ".join(f"{s['seconds'] / 60:.1f} minutes ({r['format']})" for r, s in graphs)
+    ends = [r for r in rows if r["format"] in ("npz", "npy")]
+    if len({r["n"] for r in ends}) > 1:
+        lo, hi = min(ends, key=lambda r: r["n"]), max(ends, key=lambda r: r["n"])
+        out["memory.growth"] = (f"{hi['n'] / lo['n']:.0f} times the images take {hi['train']['peak_rss'] / lo['train']['peak_rss']:.2f} "
+                                f"times the peak ({_gib(lo['train']['peak_rss'])} to {_gib(hi['train']['peak_rss'])} GiB)")
+    return out
+
+
 TABLES: dict[str, Callable[[], str]] = {"memory": memory}
-VALUES: tuple[Callable[[], dict[str, str]], ...] = ()
+VALUES: tuple[Callable[[], dict[str, str]], ...] = (memory_values,)
