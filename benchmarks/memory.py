@@ -86,8 +86,9 @@ def measured(cmd: list[str], log: Path, threads: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     stages = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
     # each stage starts the kernel's peak count again, which the child's accounting at exit then
-    # reads too: the process's peak is the largest of its stages' peaks and that count
-    peak = max([usage.ru_maxrss * 1024, *(s["peak_rss"] for s in stages)])
+    # reads too: the process's peak is the largest of its stages' peaks, of the peaks between
+    # stages (each stage records the count it found at its start) and of that count
+    peak = max([usage.ru_maxrss * 1024, *(s["peak_rss"] for s in stages), *(s.get("peak_before", 0) for s in stages)])
     return {"exit_status": os.waitstatus_to_exitcode(status), "seconds": round(seconds, 1),
             "peak_rss": peak, "stages": stages, "output_tail": output[-1500:]}
 

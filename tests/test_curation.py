@@ -148,8 +148,10 @@ def test_a_merged_clusters_probability_is_the_sum_of_its_experts() -> None:
     clusters = {0: routing[:, 0], 2: routing[:, 2], 3: routing[:, 1] + routing[:, 3]}  # computed independently
     for i in range(60):
         ranked = sorted(clusters, key=lambda k: -clusters[k][i])
-        if sources[i] == "i5":  # moved: its cluster and that cluster's probability
+        if sources[i] == "i5":  # moved: its cluster, that cluster's probability, the likeliest other cluster second
             assert out.expert[i] == 0 and out.probability[i] == pytest.approx(routing[i, 0])
+            other = max((2, 3), key=lambda k: clusters[k][i])
+            assert out.runner_up[i] == other and out.runner_up_probability[i] == pytest.approx(clusters[other][i])
             continue
         assert out.expert[i] == ranked[0] and out.probability[i] == pytest.approx(clusters[ranked[0]][i])
         assert out.runner_up[i] == ranked[1] and out.runner_up_probability[i] == pytest.approx(clusters[ranked[1]][i])

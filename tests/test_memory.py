@@ -47,9 +47,16 @@ def test_rows_of_a_memory_map_equal_its_indexing(tmp_path: Path) -> None:
     assert read_range(mm, 5, 5).shape == (0, 5, 7)
     with pytest.raises(IndexError):
         read_rows(mm, np.array([1000]))
-    view = mm.reshape(1000, 35)  # a view of the map is read by indexing, the usual way
-    assert file_rows(view) is None
+    view = mm.reshape(1000, 35)  # a reshape starts where the map starts: read from the file too
+    assert file_rows(view) == (str(tmp_path / "x.npy"), mm.offset, 35)
     np.testing.assert_array_equal(read_rows(view, idx), x.reshape(1000, 35)[idx])
+    later = mm[10:]  # a view that starts elsewhere is read by indexing, the usual way
+    assert file_rows(later) is None
+    np.testing.assert_array_equal(read_rows(later, np.array([0, 5])), x[[10, 15]])
+    np.save(tmp_path / "flat.npy", x.reshape(1000, 1, 35, 1))  # (N, H, W, 1), as check_images takes it
+    flat = load(tmp_path / "flat.npy").images
+    assert flat.shape == (1000, 1, 35) and file_rows(flat) is not None
+    np.testing.assert_array_equal(read_rows(flat, idx), x.reshape(1000, 1, 35)[idx])
     np.testing.assert_array_equal(Subset(mm, idx)[2:5], x[idx[2:5]])
 
 

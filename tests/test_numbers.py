@@ -5,6 +5,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -73,7 +75,9 @@ def test_provenance_tells_the_code_at_head_from_other_code():
     import provenance
 
     here = provenance.src_tree()
-    assert here is not None and len(here) == 40
+    if here is None:
+        pytest.skip("not a git checkout")
+    assert len(here) == 40
     assert provenance.made_by([{"code": "abc", "src_tree": here}], ["x.json"]) == "the code at HEAD"
     other = provenance.made_by([{"code": "abc1234", "src_tree": "0" * 40}], ["x.json"])
     assert other == "code of abc1234, whose src/ differs from HEAD's"

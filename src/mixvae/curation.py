@@ -103,15 +103,20 @@ class Curation:
                 a.runner_up[alone], a.runner_up_probability[alone] = a.expert[alone], 0.0
         lookup = np.array([self.target(k) for k in range(int(a.expert.max()) + 1)]) if len(a.expert) else np.zeros(0)
         expert = lookup[a.expert].astype(a.expert.dtype)
-        probability = a.probability.copy()
+        probability, runner_up, runner_p = a.probability.copy(), a.runner_up.copy(), a.runner_up_probability.copy()
+        joined = self.joined(a.routing) if a.routing is not None and self.moved else None
         for i, source in enumerate(a.sources):
             if source in self.junk:
                 expert[i] = JUNK
             elif source in self.moved:
                 expert[i] = self.target(self.moved[source])
-                if a.routing is not None:  # the probability of the cluster it was moved to
-                    probability[i] = a.routing[i, [k for k in range(a.routing.shape[1]) if self.target(k) == expert[i]]].sum()
-        return dataclasses.replace(a, expert=expert, probability=probability)
+                if joined is not None:  # its new cluster's probability; the runner-up: the likeliest other cluster
+                    row = joined[i].copy()
+                    probability[i], row[expert[i]] = row[expert[i]], -1.0
+                    best = int(row.argmax())
+                    runner_up[i], runner_p[i] = (best, row[best]) if row[best] > 0 else (expert[i], 0.0)  # none left
+        return dataclasses.replace(a, expert=expert, probability=probability, runner_up=runner_up,
+                                   runner_up_probability=runner_p)
 
     def label(self, a: Assignments, n_experts: int) -> Assignments:
         """The assignments as the decisions make them: merged experts, and each cluster's name."""

@@ -104,6 +104,7 @@ def stage(name: str) -> Iterator[None]:
         return
     if _open_stages:  # the enclosing stage's peak so far, before this one starts the count again
         _open_stages[-1][0] = max(_open_stages[-1][0], before[1])
+    between = before[1]  # the peak since the last count was started: work outside any stage included
     own = _reset_peak()
     _open_stages.append([before[0]])
     t0 = time.perf_counter()
@@ -115,7 +116,7 @@ def stage(name: str) -> Iterator[None]:
         peak = max(seen, now[1])
         if _open_stages:
             _open_stages[-1][0] = max(_open_stages[-1][0], peak)
-        entry = {"stage": name, "start_rss": before[0], "peak_rss": peak, "end_rss": now[0],
+        entry = {"stage": name, "start_rss": before[0], "peak_rss": peak, "end_rss": now[0], "peak_before": between,
                  "peak_of": "stage" if own else "process", "seconds": round(time.perf_counter() - t0, 3)}
         with open(path, "a") as handle:
             handle.write(json.dumps(entry) + "\n")
@@ -135,8 +136,9 @@ class PlanError(MemoryError):
 
 
 def check_plan(needs: list[Need], held: int = 0, available: int | None = None) -> None:
-    """PlanError naming the first stage whose need, with ``held`` bytes already held (the data
-    read into memory), exceeds the memory available now (or ``available``)."""
+    """PlanError naming the first stage whose need exceeds the memory available now (or
+    ``available``); ``held``, the bytes of images already read into memory (which the memory
+    available already leaves out), is named in the message."""
     free = available_memory() if available is None else available
     if free is None:
         return

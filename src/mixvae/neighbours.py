@@ -78,7 +78,7 @@ def pca_axes(images: Any, dims: int = 50, chunk: int = 2048) -> tuple[torch.Tens
     sample = to_unit_floats(torch.cat([torch.from_numpy(read_rows(images, pick[s:s + chunk])).reshape(
         -1, total.shape[0]) for s in range(0, len(pick), chunk)])) - mean  # (<= 10000, D)
     _, _, v = torch.linalg.svd(sample, full_matrices=False)  # principal axes from a sample
-    return mean, v[:dims]
+    return mean, v[:dims].clone()  # not a view: the whole (min(10000, D), D) matrix is freed
 
 
 def pca_embedding(images: Any, dims: int = 50, chunk: int = 2048) -> torch.Tensor:
@@ -97,14 +97,15 @@ def graph_memory(n: int, d: int, k: int, dims: int = 50, method: str = "auto", k
     """Bytes the neighbour graph stage holds at its peak for n images of d values each (beyond the
     images, when they are in memory): the PCA's sample (10,000 x d floats, with the SVD's work),
     then for the exact search the (n, dims) embedding twice and one chunk of distances (with its
-    temporaries, 4 x ``CHUNK_BYTES``), for the
+    temporaries, 4 chunks of at most ``CHUNK_BYTES``), for the
     approximate one faiss's index (n x (4 dims + 8) bytes), its training sample and one slice of
     projected queries; and the (n, k) answer, twice when the mutual neighbours are kept."""
     dims = min(dims, d, max(n, 1))
     pca = 3 * min(n, 10_000) * d * 4 + 2048 * d * 4
     answer = n * k * 8 * (2 if keep == "mutual" else 1)
     if search_method(n, method) == "exact":
-        return pca + 2 * n * dims * 4 + 4 * CHUNK_BYTES + answer  # a chunk's distances and their temporaries
+        rows = max(1, min(2048, CHUNK_BYTES // (4 * max(n, 1))))  # as cosine_neighbours chunks the rows
+        return pca + 2 * n * dims * 4 + 4 * rows * n * 4 + answer  # a chunk's distances and their temporaries
     cells = max(1, min(int(2 * math.sqrt(n)), n // 39))
     queries = 65536 * (2 * dims * 4 + (k + 1) * 12) + 2048 * d * 4
     return pca + n * (4 * dims + 8) + min(n, 64 * cells) * dims * 4 + queries + answer

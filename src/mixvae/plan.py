@@ -13,7 +13,7 @@ from mixvae.neighbours import graph_memory
 
 __all__ = ["STEP_BYTES", "check_memory", "memory_plan"]
 
-STEP_BYTES = 768 * 2**20  # one optimiser step's working set (model, Adam's state, a batch and its views), whatever N
+STEP_BYTES = 512 * 2**20  # one optimiser step's working set (model, Adam's state, a batch and its views), whatever N
 
 
 def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
@@ -28,14 +28,14 @@ def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
     """
     tc, d = cfg.train, int(np.prod(cfg.model.array_shape))
     if tc.manager_regulariser == "none" or n < 2:
-        return [memory.Need("training", STEP_BYTES, _SMALLER_STEP)]
+        return [memory.Need("training", STEP_BYTES, "free some memory: one step needs this much whatever the data")]
     k = min(tc.n_neighbours, n - 1)
     kept = n * k * 8  # the graph the regulariser keeps, int64
     graph_way_out = (f"store the images as an uncompressed .npy or .npz (read from disk as a memory map), or lower "
                      f"train.neighbour_pca_dims ({tc.neighbour_pca_dims}) with --set")
     needs = [memory.Need("the neighbour graph", graph_memory(n, d, k, tc.neighbour_pca_dims, tc.neighbour_search,
                                                              tc.neighbour_filter), graph_way_out),
-             memory.Need("training", kept + STEP_BYTES, _SMALLER_STEP)]
+             memory.Need("training", kept + STEP_BYTES, _FEWER)]
     if tc.self_label_epoch > 0:
         K = cfg.model.n_components
         resplit = n * k * 96 if tc.resplit_ratio > 0 else 0
@@ -44,7 +44,7 @@ def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
     return needs
 
 
-_SMALLER_STEP = "lower --batch-size or the experts' width"
+_FEWER = "train on fewer images, or keep fewer neighbours (--set train.n_neighbours=5)"
 
 
 def check_memory(cfg: RunConfig, n: int) -> None:

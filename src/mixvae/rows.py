@@ -20,13 +20,18 @@ __all__ = ["Subset", "file_rows", "read_range", "read_rows"]
 
 
 def file_rows(images: Any) -> tuple[str, int, int] | None:
-    """(file, byte offset of row 0, bytes per row) of a C-ordered read-only memory map that is not
-    a view of another array; None for anything else (read as usual, through indexing)."""
-    if not isinstance(images, np.memmap) or not isinstance(images.base, mmap.mmap) or not hasattr(os, "preadv"):
+    """(file, byte offset of row 0, bytes per row) of a C-ordered memory map, or of a C-ordered view
+    that starts where its memory map starts (a reshape, say: (N, D) read as (N, H, W)); None for
+    anything else (read as usual, through indexing)."""
+    if not isinstance(images, np.memmap) or not images.flags.c_contiguous or images.ndim < 1 or not hasattr(os, "preadv"):
         return None
-    if images.filename is None or not images.flags.c_contiguous or images.ndim < 1:
+    root = images
+    while isinstance(root.base, np.memmap):  # a view of a view: back to the array the file was mapped as
+        root = root.base
+    if not isinstance(root.base, mmap.mmap) or root.filename is None or not root.flags.c_contiguous \
+            or root.ctypes.data != images.ctypes.data:
         return None
-    return str(images.filename), int(images.offset), int(images.itemsize * np.prod(images.shape[1:], dtype=np.int64))
+    return str(root.filename), int(root.offset), int(images.itemsize * np.prod(images.shape[1:], dtype=np.int64))
 
 
 def _pread(fd: int, view: memoryview, position: int) -> None:

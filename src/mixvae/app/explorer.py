@@ -136,9 +136,10 @@ def _folder_classes(assigned: Assignments, classes: list[str], n_experts: int) -
     if not classes or "" in classes or len(set(classes)) < 2:
         return None
     names = []
+    labels = np.asarray(classes)
     for k in range(n_experts):
-        members = [classes[i] for i in np.flatnonzero(assigned.expert == k)]
-        names.append(max(sorted(set(members)), key=members.count) if members else "-")
+        found, counts = np.unique(labels[assigned.expert == k], return_counts=True)  # sorted: ties go to the first
+        names.append(str(found[counts.argmax()]) if len(found) else "-")
     return names
 
 

@@ -12,6 +12,7 @@ import json
 import math
 import tempfile
 import zipfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -197,27 +198,39 @@ EXPORT_BYTES = 256 * 2**20  # and at most this many bytes of them
 
 def _zip(ex: Explorer, ids: list[int]) -> Response:
     """Images ``ids`` as a zip archive, spooled to a temporary file: an image folder's own files at
-    their paths in it (``images/``; a file no longer inside the folder is left out), an array's
-    images as PNGs (``images/I.png``), and ``selection.csv`` (the CSV rows). 413 beyond ``EXPORT_FILES`` images or ``EXPORT_BYTES``."""
+    their paths in it (``images/``, streamed from disk; a file gone or no longer inside the folder is
+    left out), an array's images as PNGs (``images/I.png``), and ``selection.csv`` (the CSV rows).
+    413 beyond ``EXPORT_FILES`` images or ``EXPORT_BYTES``, checked before anything is read."""
     if len(ids) > EXPORT_FILES:
         abort(413, f"at most {EXPORT_FILES} images are exported at once; this selection has {len(ids)}")
-    handle = tempfile.TemporaryFile()  # noqa: SIM115 - send_file streams it, then closes it with the response
-    total = 0
-    with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
-        archive.writestr("selection.csv", _csv(ex, ids).get_data())
-        files = getattr(ex.images, "files", None) is not None
-        for i in ids:
-            path = ex.source_file(i)
-            if files and path is None:  # a file gone, or now a link leading outside the folder: left out
-                continue
-            data = path.read_bytes() if path is not None else png_bytes(ex.image(i))
-            total += len(data)
-            if total > EXPORT_BYTES:
-                break
-            archive.writestr(f"images/{ex.sources[i] if path is not None else f'{i}.png'}", data)
-    if total > EXPORT_BYTES:
-        handle.close()
+    files = getattr(ex.images, "files", None) is not None
+    picked: list[tuple[int, Path | None, int]] = []  # (image, its file or None for an array's image, bytes)
+    for i in ids:
+        path = ex.source_file(i)
+        try:
+            size = path.stat().st_size if path is not None else int(np.prod(ex.shape))  # a PNG: at most its pixels
+        except OSError:
+            path = None
+        if files and path is None:  # a file gone, or now a link leading outside the folder: left out
+            continue
+        picked.append((i, path, size))
+    if sum(size for _, _, size in picked) > EXPORT_BYTES:
         abort(413, f"the selection's images take more than {EXPORT_BYTES / 2**20:g} MiB; export fewer")
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - send_file streams it, then closes it with the response
+    try:
+        with zipfile.ZipFile(handle, "w", zipfile.ZIP_STORED) as archive:
+            archive.writestr("selection.csv", _csv(ex, [i for i, _, _ in picked]).get_data())
+            for i, path, _ in picked:
+                try:
+                    if path is not None:
+                        archive.write(path, f"images/{ex.sources[i]}")  # streamed, a block at a time
+                    else:
+                        archive.writestr(f"images/{i}.png", png_bytes(ex.image(i)))
+                except OSError:  # removed since it was listed: left out
+                    continue
+    except BaseException:
+        handle.close()
+        raise
     handle.seek(0)
     return send_file(handle, mimetype="application/zip", as_attachment=True, download_name="mixvae-selection.zip")
 
