@@ -162,3 +162,14 @@ def test_a_mutual_graph_is_built_kept_and_never_taken_for_the_full_one(tmp_path:
     with pytest.warns(RuntimeWarning, match="built for other data or settings"):  # and back: the full graph again
         fit(neighbour_config(), x, run_dir=run, log=None, runtime=Runtime(progress=False, max_steps=1))
     np.testing.assert_array_equal(np.load(graph_files(run)[0]), full.numpy())
+
+
+def test_a_graph_built_from_a_tensor_is_found_from_the_same_images_as_an_array(tmp_path, monkeypatch):
+    x, _ = blobs(n_per=30, k=4)
+    built = neighbours.neighbour_graph(torch.from_numpy(x), 4, 8, "exact", run_dir=tmp_path)  # as training holds them
+    calls = []
+    real = neighbours._build
+    monkeypatch.setattr(neighbours, "_build", lambda *a, **k: calls.append(1) or real(*a, **k))
+    again = neighbours.neighbour_graph(x, 4, 8, "exact", run_dir=tmp_path)  # as the app and the benchmarks hold them
+    assert calls == [] and torch.equal(built, again)
+    assert neighbours.data_fingerprint(torch.from_numpy(x)) == neighbours.data_fingerprint(x)

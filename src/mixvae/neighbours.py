@@ -98,8 +98,8 @@ def graph_memory(n: int, d: int, k: int, dims: int = 50, method: str = "auto", k
     images, when they are in memory): the PCA's sample (10,000 x d floats, with the SVD's work),
     then for the exact search the (n, dims) embedding twice and one chunk of distances (with its
     temporaries, 4 chunks of at most ``CHUNK_BYTES``), for the
-    approximate one faiss's index (n x (4 dims + 8) bytes), its training sample and one slice of
-    projected queries; and the (n, k) answer, twice when the mutual neighbours are kept."""
+    approximate one faiss's index (n x (4 dims + 8) bytes, up to twice that while its lists grow),
+    its training sample and one slice of projected queries; and the (n, k) answer, twice when the mutual neighbours are kept."""
     dims = min(dims, d, max(n, 1))
     pca = 3 * min(n, 10_000) * d * 4 + 2048 * d * 4
     answer = n * k * 8 * (2 if keep == "mutual" else 1)
@@ -108,7 +108,8 @@ def graph_memory(n: int, d: int, k: int, dims: int = 50, method: str = "auto", k
         return pca + 2 * n * dims * 4 + 4 * rows * n * 4 + answer  # a chunk's distances and their temporaries
     cells = max(1, min(int(2 * math.sqrt(n)), n // 39))
     queries = 65536 * (2 * dims * 4 + (k + 1) * 12) + 2048 * d * 4
-    return pca + n * (4 * dims + 8) + min(n, 64 * cells) * dims * 4 + queries + answer
+    # the index's lists grow by doubling their capacity: up to twice their n x (4 dims + 8) bytes
+    return pca + 2 * n * (4 * dims + 8) + min(n, 64 * cells) * dims * 4 + queries + answer
 
 
 def nearest_neighbours(images: Any, k: int, dims: int = 50, method: str = "auto",
@@ -261,8 +262,11 @@ def _drop_self(found: np.ndarray, start: int, k: int) -> np.ndarray:
 
 # ------------------------------------------------------------------ the graph of a run, built once
 def data_fingerprint(images: Any) -> str:
-    """A cheap identity of an image array: its shape, dtype and up to 1,000 evenly spaced rows."""
-    digest = hashlib.sha256(f"{tuple(images.shape)} {images.dtype}".encode())
+    """A cheap identity of an image array: its shape, dtype and up to 1,000 evenly spaced rows; the
+    same for the same images held as a numpy array, a memory map or a tensor (training holds
+    in-memory images as a tensor, the app and the benchmarks as an array)."""
+    dtype = torch.empty(0, dtype=images.dtype, device="cpu").numpy().dtype if torch.is_tensor(images) else images.dtype
+    digest = hashlib.sha256(f"{tuple(images.shape)} {dtype}".encode())
     n = len(images)
     picks = np.unique(np.linspace(0, n - 1, num=min(n, 1000)).astype(np.int64)) if n else np.zeros(0, np.int64)
     for row in read_rows(images, picks):  # read from a memory map's file: its pages stay out of the process
