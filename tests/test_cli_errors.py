@@ -80,6 +80,14 @@ def _png_folder(tmp: Path, extra: Callable[[Path], None]) -> Path:
     return folder
 
 
+def _corrupt_folder(tmp: Path) -> Path:
+    folder = tmp / "images"
+    folder.mkdir()
+    for name in ("bad.png", "bad2.png"):
+        (folder / name).write_bytes(b"\x89PNG\r\n\x1a\nrubbish")
+    return folder
+
+
 def _npz(tmp: Path, **arrays: np.ndarray) -> Path:
     np.savez(tmp / "data.npz", **arrays)
     return tmp / "data.npz"
@@ -111,8 +119,8 @@ BAD_DATA = {
     "missing path": (lambda t: t / "nothere.npz", "does not exist"),
     "empty folder": (lambda t: (t / "empty").mkdir() or t / "empty", "empty|no image"),
     "non-image files": (_text_folder, "no image|expected"),
-    "corrupt png": (lambda t: _png_folder(t, lambda f: (f / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nrubbish")),
-                    "bad.png"),
+    # one corrupt file is skipped with a warning (tests/test_app_guard.py); none readable is an error
+    "corrupt pngs": (lambda t: _corrupt_folder(t), "none of the 2 image files .* can be read.*bad"),
     "truncated npz": (_truncated_npz, "intact .npz"),
     "npz without keys": (lambda t: _npz(t, pixels=blobs(n_per=5)[0]), "keys"),
     "nan": (_floats(np.nan), "NaN"),
