@@ -70,7 +70,7 @@ def memory_values() -> dict[str, str]:
     graphs = [(r, s) for r in rows if r["n"] == 1_000_000 and (s := _stage(r, "train", "neighbour graph"))]
     if graphs:
         out["memory.1m.graph"] = ", ".join(f"{s['seconds'] / 60:.1f} minutes ({r['format']})" for r, s in graphs)
-    ends = [r for r in rows if r["format"] in ("npz", "npy")]
+    ends = [r for r in rows if r["format"] == "npz"]  # one way of storing them, at every size
     if len({r["n"] for r in ends}) > 1:
         lo, hi = min(ends, key=lambda r: r["n"]), max(ends, key=lambda r: r["n"])
         out["memory.growth"] = (f"{hi['n'] / lo['n']:.0f} times the images take {hi['train']['peak_rss'] / lo['train']['peak_rss']:.2f} "

@@ -263,3 +263,11 @@ def test_a_pass_in_batches_hands_freed_memory_back_after_each_batch(monkeypatch:
     monkeypatch.setattr(memory.ctypes.util, "find_library", lambda name: None)
     memory.release()
     assert memory._libc == []
+
+
+def test_the_plan_counts_every_process_of_the_machine() -> None:
+    cfg = fit_to_data(resolve_config("default", values={"model": {"image_shape": [28, 28]}}), 1_000_000)
+    one = {need.stage: need.bytes for need in memory_plan(cfg, 1_000_000)}
+    two = {need.stage: need.bytes for need in memory_plan(cfg, 1_000_000, processes=2)}
+    assert two["the neighbour graph"] == one["the neighbour graph"]  # process 0 builds it, the others wait
+    assert two["training"] == 2 * one["training"] and two["the self-labelling pass"] == 2 * one["the self-labelling pass"]

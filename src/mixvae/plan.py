@@ -16,7 +16,7 @@ __all__ = ["STEP_BYTES", "check_memory", "memory_plan"]
 STEP_BYTES = 512 * 2**20  # one optimiser step's working set (model, Adam's state, a batch and its views), whatever N
 
 
-def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
+def memory_plan(cfg: RunConfig, n: int, processes: int = 1) -> list[memory.Need]:
     """What each stage of training n images with ``cfg`` holds at its peak, beyond the images
     themselves (already held when they are in memory; read a batch at a time from a memory map).
 
@@ -24,7 +24,9 @@ def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
     (:func:`mixvae.neighbours.graph_memory`), the graph then kept for training (n x k x 8 bytes),
     and the self-labelling pass (the manager's (n, K) probabilities and, for the re-split repair,
     the symmetric neighbour graph of a pair of experts, at most n x k x 96 bytes). docs/ARCHITECTURE.md
-    gives the formulas; ``benchmarks/memory.py`` measures them.
+    gives the formulas; ``benchmarks/memory.py`` measures them. With several ``processes`` on this
+    machine, process 0 builds the graph while the others wait, and each then holds its own copy of
+    the graph and of a step's working set, and takes the self-labelling pass.
     """
     tc, d = cfg.train, int(np.prod(cfg.model.array_shape))
     if tc.manager_regulariser == "none" or n < 2:
@@ -35,11 +37,11 @@ def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
                      f"train.neighbour_pca_dims ({tc.neighbour_pca_dims}) with --set")
     needs = [memory.Need("the neighbour graph", graph_memory(n, d, k, tc.neighbour_pca_dims, tc.neighbour_search,
                                                              tc.neighbour_filter), graph_way_out),
-             memory.Need("training", kept + STEP_BYTES, _FEWER)]
+             memory.Need("training", processes * (kept + STEP_BYTES), _FEWER)]
     if tc.self_label_epoch > 0:
         K = cfg.model.n_components
         resplit = n * k * 96 if tc.resplit_ratio > 0 else 0
-        needs.append(memory.Need("the self-labelling pass", kept + n * (K * 8 + 24) + resplit + STEP_BYTES,
+        needs.append(memory.Need("the self-labelling pass", processes * (kept + n * (K * 8 + 24) + resplit + STEP_BYTES),
                                  "train on fewer images, or turn the re-split repair off (--set train.resplit_ratio=0)"))
     return needs
 
@@ -47,7 +49,8 @@ def memory_plan(cfg: RunConfig, n: int) -> list[memory.Need]:
 _FEWER = "train on fewer images, or keep fewer neighbours (--set train.n_neighbours=5)"
 
 
-def check_memory(cfg: RunConfig, n: int) -> None:
+def check_memory(cfg: RunConfig, n: int, processes: int = 1) -> None:
     """:class:`mixvae.memory.PlanError` (one line: the stage, its need, the way out) when a stage
-    of training n images would not fit in the memory available now."""
-    memory.check_plan(memory_plan(cfg, n))
+    of training n images (on ``processes`` processes of this machine) would not fit in the memory
+    available now."""
+    memory.check_plan(memory_plan(cfg, n, processes))

@@ -57,7 +57,7 @@ def create_app(explorer: Explorer, allowed_hosts: tuple[str, ...] = ()) -> Flask
             return _refusal(403, "a request from a page of another site is refused")
         if request.endpoint in HEAVY_ENDPOINTS:
             if not slots.take():
-                return _refusal(503, "the app is busy with other uploads; try again in a few seconds",
+                return _refusal(503, "the app is busy with other uploads, maps or exports; try again in a few seconds",
                                 {"Retry-After": "5"})
             g.slot = True
         return None

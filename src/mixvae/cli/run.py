@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -93,7 +94,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg, train, test = training_data(cfg, resume)  # the data's kind, shape and size decide the rest
     if len(train) < cfg.model.n_components:
         raise UsageError(f"{cfg.data} has {len(train)} images, fewer than the {cfg.model.n_components} experts")
-    check_memory(cfg, len(train))  # refused here, with one line, before anything is written
+    # refused here, with one line, before anything is written (every process of this machine counted)
+    check_memory(cfg, len(train), int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
     clear = False if resume else _check_out(out, cfg, args.overwrite)  # every process checks
     if env_rank() != 0:  # under torchrun, process 0 holds the folder and writes to it
         return _run_training(args, cfg, out, train, test)
