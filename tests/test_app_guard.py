@@ -483,6 +483,8 @@ def test_a_selection_is_exported_as_its_own_files_in_a_zip(guarded, monkeypatch,
     import io
     import zipfile
 
+    from PIL import Image
+
     from mixvae.app import views
 
     ex, app, folder, _ = guarded
@@ -497,7 +499,7 @@ def test_a_selection_is_exported_as_its_own_files_in_a_zip(guarded, monkeypatch,
             assert archive.read(f"images/{ex.sources[i]}") == (folder / ex.sources[i]).read_bytes()
         assert archive.read("selection.csv").decode().count("\n") == 4  # a header and one row each
     outside = tmp_path / "secret.png"
-    outside.write_bytes(b"not for export")
+    Image.open(folder / ex.sources[5]).point(lambda v: 255 - v).save(outside)  # a readable image, not for export
     swapped = folder / ex.sources[5]
     kept = swapped.read_bytes()
     swapped.unlink()
