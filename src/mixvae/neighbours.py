@@ -354,4 +354,5 @@ def _build(images: Any, expected: dict[str, Any], log: Callable[[str], None] | N
             log(f"kept the mutual neighbours: {kept:.1f} per image on average; {100 * none:.1f}% of the images have "
                 f"none and keep their nearest")
         graph = mutual
+    memory.release()  # the index's memory back to the system, not kept by the heap for the stages after
     return graph
