@@ -28,6 +28,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -81,6 +82,9 @@ def measured(cmd: list[str], log: Path, threads: int) -> dict[str, Any]:
     env = {**os.environ, "MIXVAE_MEMORY_LOG": str(log), "OMP_NUM_THREADS": str(threads)}
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    sampled = [0]  # the child's resident memory read every half second: a peak no stage boundary can hide
+    watch = threading.Thread(target=_sample, args=(child.pid, sampled), daemon=True)
+    watch.start()
     output = child.stdout.read() if child.stdout else ""
     _, status, usage = os.wait4(child.pid, 0)
     seconds = time.perf_counter() - t0
@@ -90,7 +94,21 @@ def measured(cmd: list[str], log: Path, threads: int) -> dict[str, Any]:
     # stages (each stage records the count it found at its start) and of that count
     peak = max([usage.ru_maxrss * 1024, *(s["peak_rss"] for s in stages), *(s.get("peak_before", 0) for s in stages)])
     return {"exit_status": os.waitstatus_to_exitcode(status), "seconds": round(seconds, 1),
-            "peak_rss": peak, "stages": stages, "output_tail": output[-1500:]}
+            "peak_rss": peak, "sampled_peak_rss": sampled[0], "stages": stages, "output_tail": output[-1500:]}
+
+
+def _sample(pid: int, peak: list[int]) -> None:
+    """Keep in peak[0] the largest VmRSS of process pid, read every half second while it lives."""
+    status = Path(f"/proc/{pid}/status")
+    while True:
+        try:
+            text = status.read_text()
+        except OSError:
+            return
+        for line in text.splitlines():
+            if line.startswith("VmRSS:"):
+                peak[0] = max(peak[0], int(line.split()[1]) * 1024)
+        time.sleep(0.5)
 
 
 def one(work: Path, n: int, fmt: str, threads: int, self_labelling: bool = True) -> dict[str, Any]:
