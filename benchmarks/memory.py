@@ -14,7 +14,8 @@ run's weights and graph). Each stage writes its peak resident memory (Linux's Vm
 again at each stage) through ``MIXVAE_MEMORY_LOG``; the whole process's peak comes from the
 kernel's accounting of the child (``wait4``). The plan that ``mixvae train`` checks before a run
 (:func:`mixvae.plan.memory_plan`) is recorded beside each measurement. Writes
-``benchmarks/results/memory.json`` (rows of earlier runs of other sizes and formats are kept).
+``benchmarks/results/memory.json`` (rows of earlier runs are kept unless they had the same size,
+format, code and parts).
 
     python benchmarks/memory.py --work /tmp/memory --sizes 60000 1000000 5000000 --formats npz npy
     python benchmarks/memory.py --work /tmp/memory --sizes 10000000 --formats npy --no-self-labelling
@@ -163,7 +164,9 @@ def main() -> int:
                    "load_average_at_end": os.getloadavg()[0],
                    "command": f"python benchmarks/memory.py --work W --sizes {n} --formats {fmt} "
                               f"--threads {args.threads}" + (" --no-self-labelling" if args.no_self_labelling else "")}
-            done["rows"] = [r for r in done["rows"] if (r["n"], r["format"]) != (n, fmt)] + [row]
+            key = (n, fmt, str(row["code"]), "self_labelling" in row)  # a row per size, format, code and what ran
+            done["rows"] = [r for r in done["rows"]
+                            if (r["n"], r["format"], str(r.get("code")), "self_labelling" in r) != key] + [row]
             done["rows"].sort(key=lambda r: (r["n"], FORMATS.index(r["format"])))
             OUT.write_text(json.dumps(done, indent=2) + "\n")
             stages = {s["stage"]: s["peak_rss"] / 2**30 for s in row["train"]["stages"]}
