@@ -25,10 +25,15 @@ def _stage(row: dict[str, Any], part: str, name: str) -> dict[str, Any] | None:
     return next((s for s in row.get(part, {}).get("stages", []) if s["stage"] == name), None)
 
 
+def _peak(r: dict[str, Any]) -> int:
+    """The training process's peak: its stages', and the sampled one where the row has it."""
+    return max(r["train"]["peak_rss"], r["train"].get("sampled_peak_rss", 0))
+
+
 def memory() -> str:
     head = ("| images | stored as | file, GiB | load | neighbour graph (s) | one step | figures "
-            "| self-labelling pass (s) | peak of the run | graph's growth / plan |\n"
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+            "| self-labelling pass (s) | peak of the run | code | graph's growth / plan |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     lines = [head]
     for r in _rows():
         cells = []
@@ -42,13 +47,15 @@ def memory() -> str:
         growth = (f"{_gib(graph['peak_rss'] - graph['start_rss'])} / {_gib(plan)}" if graph and plan else "-")
         status = "" if r["train"]["exit_status"] == 0 else f" (exit {r['train']['exit_status']})"
         self_cell = "-" if sl is None else f"{_gib(sl['peak_rss'])} ({sl['seconds']:.0f})"
+        sampled = " (sampled)" if r["train"].get("sampled_peak_rss", 0) > r["train"]["peak_rss"] else ""
         lines.append(f"| {r['n']:,} | {r['format']} | {r['file_bytes'] / GIB:.2f} | " + " | ".join(cells)
-                     + f" | {self_cell} | {_gib(r['train']['peak_rss'])}{status} | {growth} |")
+                     + f" | {self_cell} | {_gib(_peak(r))}{sampled}{status} | {str(r.get('code')).split()[0]} | {growth} |")
     return "\n" + "\n".join(lines) + "\n"
 
 
 def _row(n: int, fmt: str) -> dict[str, Any] | None:
-    return next((r for r in _rows() if r["n"] == n and r["format"] == fmt), None)
+    """The newest row of n images stored as fmt."""
+    return next((r for r in reversed(_rows()) if r["n"] == n and r["format"] == fmt), None)
 
 
 def memory_values() -> dict[str, str]:
@@ -65,16 +72,17 @@ def memory_values() -> dict[str, str]:
     five = _row(5_000_000, "npz")
     if five:
         status = "exit status 0" if five["train"]["exit_status"] == 0 else f"exit status {five['train']['exit_status']}"
-        out["memory.5m"] = (f"{status}, peak {_gib(five['train']['peak_rss'])} GiB for one step of 5,000,000 images "
-                            f"from an uncompressed .npz ({five['file_bytes'] / GIB:.2f} GiB)")
+        out["memory.5m"] = (f"{status}, peak {_gib(_peak(five))} GiB for one step of 5,000,000 images "
+                            f"from an uncompressed .npz ({five['file_bytes'] / GIB:.2f} GiB; code "
+                            f"{str(five.get('code')).split()[0]})")
     graphs = [(r, s) for r in rows if r["n"] == 1_000_000 and (s := _stage(r, "train", "neighbour graph"))]
     if graphs:
         out["memory.1m.graph"] = ", ".join(f"{s['seconds'] / 60:.1f} minutes ({r['format']})" for r, s in graphs)
     ends = [r for r in rows if r["format"] == "npz"]  # one way of storing them, at every size
     if len({r["n"] for r in ends}) > 1:
         lo, hi = min(ends, key=lambda r: r["n"]), max(ends, key=lambda r: r["n"])
-        out["memory.growth"] = (f"{hi['n'] / lo['n']:.0f} times the images take {hi['train']['peak_rss'] / lo['train']['peak_rss']:.2f} "
-                                f"times the peak ({_gib(lo['train']['peak_rss'])} to {_gib(hi['train']['peak_rss'])} GiB)")
+        out["memory.growth"] = (f"{hi['n'] / lo['n']:.0f} times the images take {_peak(hi) / _peak(lo):.2f} "
+                                f"times the peak ({_gib(_peak(lo))} to {_gib(_peak(hi))} GiB)")
     return out
 
 
