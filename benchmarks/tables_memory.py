@@ -80,7 +80,8 @@ def memory_values() -> dict[str, str]:
         out["memory.1m.graph"] = ", ".join(f"{s['seconds'] / 60:.1f} minutes ({r['format']})" for r, s in graphs)
     ends = [r for r in rows if r["format"] == "npz"]  # one way of storing them, at every size
     if len({r["n"] for r in ends}) > 1:
-        lo, hi = min(ends, key=lambda r: r["n"]), max(ends, key=lambda r: r["n"])
+        lo = [r for r in ends if r["n"] == min(e["n"] for e in ends)][-1]  # the newest row of each size
+        hi = [r for r in ends if r["n"] == max(e["n"] for e in ends)][-1]
         out["memory.growth"] = (f"{hi['n'] / lo['n']:.0f} times the images take {_peak(hi) / _peak(lo):.2f} "
                                 f"times the peak ({_gib(_peak(lo))} to {_gib(_peak(hi))} GiB)")
     return out
