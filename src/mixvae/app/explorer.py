@@ -129,7 +129,7 @@ def _save_routing(run: Path, a: Assignments, iw_samples: int) -> None:
                               "weights_sha256": np.array(_weights_digest(run)), "iw_samples": np.array(iw_samples)})
 
 
-def _folder_classes(assigned: Assignments, classes: list[str], n_experts: int) -> list[str] | None:
+def _commonest_classes(assigned: Assignments, classes: list[str], n_experts: int) -> list[str] | None:
     """Before any ``mixvae evaluate``: each expert's most common class ("-" for an empty expert),
     when the training images have classes (an image folder's sub-folders, as the training figures
     name them, or an array's labels); None otherwise. Shown only: nothing is chosen by it."""
@@ -195,7 +195,7 @@ class Explorer:
                                   device=device)
                 _save_routing(run, assigned, iw_samples)
             assigned.matched_class = (matched_classes(read_eval(run))
-                                      or _folder_classes(assigned, classes, cfg.model.n_components))
+                                      or _commonest_classes(assigned, classes, cfg.model.n_components))
         return cls(run, module, cfg, images, sources, assigned, read_metrics(run), read_eval(run), iw_samples,
                    classes)
 
@@ -252,7 +252,7 @@ class Explorer:
             self.evaluation = read_eval(self.run)
             if self.trained is not None:
                 self.trained.matched_class = (matched_classes(self.evaluation)
-                                              or _folder_classes(self.trained, self.classes, self.n_experts))
+                                              or _commonest_classes(self.trained, self.classes, self.n_experts))
             self._relabel()
         stamp = self._stamp(CURATION_FILE)
         if stamp != self._curation_seen:
