@@ -70,7 +70,8 @@ def run_mixvae(images: np.ndarray, k: int, seed: int, settings: dict) -> tuple[n
     cfg = est.config_
     return est.labels_, {"epochs": cfg.train.epochs, "manager_network": cfg.model.manager_network,
                          "likelihood": cfg.model.likelihood,
-                         "graph_features": getattr(cfg.train, "neighbour_features", "pca-cosine")}
+                         "graph_features": getattr(cfg.train, "neighbour_features", "pca-cosine"),
+                         "restarts": est.restarts_}
 
 
 METHODS = {"kmeans": run_kmeans, "spectral": run_spectral, "mixvae": run_mixvae}

@@ -38,6 +38,8 @@ VARIANTS = (
     ("x-ent2", "the same, the consistency phase's spread weight 2 instead of 5, seeds 0-4"),
     ("x-mlp", "the same with the dense manager (`model.manager_network=mlp`), seeds 0-4"),
     ("x-lat5", "the same with 5 latent dimensions instead of 10, seeds 0-4"),
+    ("x-one-training", ("the default before restarts: one training per run (a843eaf and 414ecad; as "
+                        "`train.restarts=1` now)")),
 )
 
 
@@ -167,5 +169,25 @@ def fashion_kinds_values() -> dict[str, str]:
     }
 
 
-TABLES: dict[str, Callable[[], str]] = {"robust": robust, "robust-variants": robust_variants}
+def restart_choice() -> str:
+    """Each training of the default's restarts scored alone (benchmarks/restart_choice.py): does the
+    lowest cut keep the better training?"""
+    header = ["set", "restarts per seed", "seeds", "Spearman (cut, ACC) over every training", "ACC kept by the cut",
+              "ACC of every training", "ACC of the best training per seed (known only with labels)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name in SETS:
+        path = RESULTS / f"restart-choice-{name}.json"
+        if not path.exists():
+            continue
+        d = json.loads(path.read_text())
+        every = [t["acc"] for s in d["seeds"] for t in s["trainings"]]
+        best = [max(t["acc"] for t in s["trainings"]) for s in d["seeds"]]
+        lines.append("| " + " | ".join([f"`{name}`", str(d["restarts"]), str(len(d["seeds"])),
+                                         f"{d['spearman_cut_acc']:.2f}", _cell([s["kept_acc"] for s in d["seeds"]]),
+                                         _cell(every), _cell(best)]) + " |")
+    return "\n" + "\n".join(lines) + "\n"
+
+
+TABLES: dict[str, Callable[[], str]] = {"robust": robust, "robust-variants": robust_variants,
+                                        "restart-choice": restart_choice}
 VALUES: tuple[Callable[[], dict[str, str]], ...] = (robust_values, mnist_kinds_values, fashion_kinds_values)

@@ -85,7 +85,11 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
     config_ : RunConfig
         The resolved configuration it was trained with.
     history_ : list of dict
-        One record per epoch (loss parts, expert usage, seconds).
+        One record per epoch (loss parts, expert usage, seconds) of the training kept.
+    restarts_ : list of dict
+        With several trainings (``train.restarts``, decided by the number of samples): each one's
+        ``restart``, ``seed``, ``cut`` (normalised cut of its partition on the neighbour graph),
+        ``experts_used`` and ``kept`` (the lowest cut); empty after one training.
     weights_ : ndarray of shape (n_components,)
         Mean routing q(k | x) over the training images; ``sample`` draws experts from it.
     labels_ : ndarray of shape (n_samples,)
@@ -196,6 +200,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         self.module_ = module
         self.config_ = cfg
         self.history_ = list(history.records)
+        self.restarts_ = list(history.restarts)
         self.image_shape_ = shape
         self.input_type_ = cfg.model.input_type
         self.n_features_in_ = cfg.model.input_dim
@@ -313,6 +318,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
             "config": self.config_.to_dict(),
             "weights": [float(w) for w in getattr(self, "weights_", [])],
             "history": self.history_,
+            "restarts": getattr(self, "restarts_", []),
         }, default=str)
         if path.suffix == ".safetensors":
             save_weights(path, self.module_, self.config_, {"estimator": meta})
@@ -354,6 +360,7 @@ class MixtureVAE(ClusterMixin, DensityMixin, BaseEstimator):
         est.module_ = module.to(est._device()).eval()
         est.config_ = cfg
         est.history_ = meta.get("history", [])
+        est.restarts_ = meta.get("restarts", [])
         est.image_shape_ = cfg.model.image_shape
         est.input_type_ = cfg.model.input_type
         est.n_features_in_ = cfg.model.input_dim

@@ -11,7 +11,7 @@ import numpy as np
 import scipy.sparse as sp
 from sklearn.cluster import spectral_clustering
 
-__all__ = ["affinity", "normalised_cut", "spectral_partition"]
+__all__ = ["affinity", "normalised_cut", "partition_cut", "spectral_partition"]
 
 
 def affinity(neighbours: np.ndarray) -> sp.csr_matrix:
@@ -40,3 +40,12 @@ def normalised_cut(neighbours: np.ndarray, assign: np.ndarray, n_clusters: int) 
     cut = np.bincount(assign[a.row[cut_edges]], a.data[cut_edges], n_clusters)
     used = vol > 0
     return float((cut[used] / vol[used]).sum())
+
+
+def partition_cut(neighbours: np.ndarray, assign: np.ndarray, n_clusters: int) -> float:
+    """The K-way normalised cut of a partition into ``n_clusters``, each empty cluster counted as
+    wholly cut (1), in [0, K]: lower is a partition that follows the graph better. Without that
+    count, a partition that leaves a cluster empty would gain by cutting one cluster fewer."""
+    assign = np.asarray(assign)
+    empty = n_clusters - len(np.unique(assign))
+    return normalised_cut(neighbours, assign, n_clusters) + empty

@@ -173,8 +173,9 @@ class Schedule:
     """The regulariser of each epoch: phases (first epoch, regulariser), the latest started wins;
     before the first phase, none."""
 
-    def __init__(self, phases: list[tuple[int, Regulariser]] | None = None):
+    def __init__(self, phases: list[tuple[int, Regulariser]] | None = None, graph: torch.Tensor | None = None):
         self.phases = sorted(phases or [], key=lambda p: p[0])
+        self.graph = graph  # (N, k) the neighbour graph the phases share, when they use one
 
     def at(self, epoch: int) -> Regulariser:
         active = Regulariser()
@@ -214,7 +215,7 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
         phases[1] = (start + tc.graph_start_epochs, phases[1][1])
     if tc.self_label_epoch > 0:
         phases.append((max(tc.self_label_epoch, start), SelfLabelling(source, graph, cfg, gather)))
-    return Schedule(phases)
+    return Schedule(phases, graph)
 
 
 @memory.stage("self-labelling pass")

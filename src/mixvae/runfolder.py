@@ -47,6 +47,8 @@ __all__ = [
     "METRICS_FILE",
     "PROGRESS_FILE",
     "REPORT_FILE",
+    "RESTARTS_DIR",
+    "RESTARTS_FILE",
     "ROUTING_FILE",
     "TENSORBOARD_DIR",
     "WEIGHTS_FILE",
@@ -70,6 +72,8 @@ PROGRESS_FILE = "progress.png"
 ESTIMATOR_FILE = "estimator.json"
 LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
+RESTARTS_DIR = "restarts"  # one folder per training of a run that trains several times (mixvae.restarts)
+RESTARTS_FILE = "restarts.json"  # every restart's outcome and the one kept
 MAP_FILE = "map.npz"  # the app's 2-D map of the training images, with the weights' checksum it belongs to
 CURATION_FILE = "curation.json"  # the app's decisions about the clusters: names and merges (mixvae.curation)
 ROUTING_FILE = "routing.npz"  # the app's routing and outlier scores of the training images, likewise
@@ -168,7 +172,7 @@ def write_eval(run_dir: Path | str, result: dict[str, Any]) -> None:
 
 # what a run writes (everything but the lock), removed when a run folder is overwritten
 _RUN_FILES = (CONFIG_FILE, CURATION_FILE, WEIGHTS_FILE, METRICS_FILE, EVAL_FILE, REPORT_FILE, PROGRESS_FILE, ESTIMATOR_FILE,
-              NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE, ROUTING_FILE)
+              NEIGHBOURS_FILE, NEIGHBOURS_META, MAP_FILE, ROUTING_FILE, RESTARTS_FILE)
 
 
 def save_config(run_dir: Path | str, cfg: RunConfig) -> None:
@@ -182,5 +186,6 @@ def clear_run(run_dir: Path | str, also: Iterable[str] = ()) -> None:
     run_dir = Path(run_dir)
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
     shutil.rmtree(run_dir / TENSORBOARD_DIR, ignore_errors=True)
+    shutil.rmtree(run_dir / RESTARTS_DIR, ignore_errors=True)
     for name in (*_RUN_FILES, *also):
         (run_dir / name).unlink(missing_ok=True)

@@ -24,7 +24,7 @@ import torch
 import tqdm.auto
 
 from mixvae import checkpoint as ckpt
-from mixvae import distributed, memory
+from mixvae import distributed, memory, restarts
 from mixvae.batches import BatchSource
 from mixvae.callbacks import Callback, MetricsFile, ProgressFigure, SummaryLine
 from mixvae.config import ConfigError, RunConfig
@@ -47,6 +47,8 @@ class History:
     """One record per finished epoch: loss parts, test metrics, expert usage, seconds."""
 
     records: list[dict[str, Any]] = field(default_factory=list)
+    # with several trainings (mixvae.restarts): each one's seed, cut and experts used, and "kept"
+    restarts: list[dict[str, Any]] = field(default_factory=list)
 
     def append(self, record: dict[str, Any]) -> None:
         self.records.append(record)
@@ -135,8 +137,10 @@ class Trainer:
 
     def __init__(self, cfg: RunConfig, train_images: Any, test_images: Any = None,
                  test_labels: np.ndarray | None = None, run_dir: Path | None = None,
-                 runtime: Runtime = Runtime(), log: Log = print, callbacks: Sequence[Callback] = ()):
+                 runtime: Runtime = Runtime(), log: Log = print, callbacks: Sequence[Callback] = (),
+                 graph_dir: Path | None = None):
         self.cfg, self.run_dir, self.log = cfg, run_dir, log
+        self.graph_dir = graph_dir if graph_dir is not None else run_dir  # where the neighbour graph is kept
         self.test_images, self.test_labels = test_images, test_labels
         self.rank, self.world = distributed.rank_world()
         self.main = self.rank == 0
@@ -179,7 +183,7 @@ class Trainer:
         if resume and self.run_dir is not None:
             self._restore()
         self.state.schedule = build_schedule(self.cfg, self.source, self.gather, self.log if self.main else None,
-                                             self.run_dir)
+                                             self.graph_dir)
         if resume and self.run_dir is not None:  # the regulariser's own state, now that it exists
             self.state.schedule.load_state_dict(self.resumed)
         self.module.train()
@@ -338,7 +342,13 @@ def fit(cfg: RunConfig, train_images: Any, test_images: Any = None, test_labels:
     Returns
     -------
     (module, history)
+
+    With ``cfg.train.restarts`` > 1 it trains that many times and keeps the training whose
+    partition follows the neighbour graph best (:mod:`mixvae.restarts`).
     """
+    if cfg.train.restarts not in (1, "auto"):
+        return restarts.fit_restarts(cfg, train_images, test_images, test_labels, trainer_type=Trainer,
+                                     run_dir=run_dir, resume=resume, runtime=runtime, log=log, callbacks=callbacks)
     standard: list[Callback] = []
     if run_dir is not None:
         standard += [MetricsFile(run_dir), ProgressFigure(run_dir)]

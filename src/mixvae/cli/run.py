@@ -41,8 +41,8 @@ def config_from_args(args: argparse.Namespace) -> Any:
 
 def _resumed_config(args: argparse.Namespace) -> Any:
     """The configuration of the run in --resume: only the number of epochs may grow."""
-    from mixvae.checkpoint import latest_checkpoint
     from mixvae.config import config_from_dict, load_config
+    from mixvae.restarts import resumable
 
     if args.out is not None and args.out != args.resume:
         raise UsageError("give either --resume RUN or --out DIR, not both with different folders")
@@ -52,7 +52,7 @@ def _resumed_config(args: argparse.Namespace) -> Any:
         raise UsageError("--resume continues a run exactly as configured: only --epochs may be changed")
     if args.epochs is not None:
         cfg = config_from_dict({"train": {"epochs": args.epochs}}, base=cfg)
-    if latest_checkpoint(args.resume) is None:
+    if not resumable(args.resume):
         raise UsageError(f"{args.resume} holds no checkpoint to resume from")
     return cfg
 

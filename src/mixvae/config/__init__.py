@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from mixvae.config.budget import for_data, images_seen
+from mixvae.config.budget import for_data, images_seen, restarts_for
 from mixvae.config.presets import PRESETS, preset
 from mixvae.config.resolve import (
     CONFIG_FILE,
@@ -38,4 +38,5 @@ __all__ = [
     "preset",
     "read_config_values",
     "resolve_config",
+    "restarts_for",
 ]

@@ -11,6 +11,11 @@ derived figure, ``round(images seen / N)`` (at least 1), and the settings counte
 (``self_label_epoch``, ``regulariser_warmup_epochs``) keep their fraction of the training. At
 60,000 images nothing changes: ``epochs`` must then equal ``budget_images / 60,000``.
 
+``train.restarts = "auto"`` spends the images a 60,000-image run sees on whole trainings of a
+smaller set: ``floor(sqrt(60,000 / N))`` of them, at least 1 and at most ``MAX_RESTARTS`` (1,797
+images get 5, 10,000 get 2, 15,001 and more 1); with no budget (a number of epochs given) it stays
+"auto", which :func:`mixvae.kinds.resolve` makes 1.
+
 Rules that depend on the kind of input as well as on N are the kind's
 (:meth:`mixvae.kinds.base.Kind.for_size`, applied by :func:`mixvae.kinds.fit_to_data`).
 """
@@ -22,9 +27,15 @@ import math
 
 from mixvae.config.schema import RunConfig
 
-__all__ = ["REFERENCE_IMAGES", "for_data", "images_seen"]
+__all__ = ["MAX_RESTARTS", "REFERENCE_IMAGES", "for_data", "images_seen", "restarts_for"]
 
 REFERENCE_IMAGES = 60_000
+MAX_RESTARTS = 5
+
+
+def restarts_for(n: int) -> int:
+    """Whole trainings of n images that see no more images in all than one run of 60,000 (1 to 5)."""
+    return max(1, min(MAX_RESTARTS, math.isqrt(REFERENCE_IMAGES // max(n, 1))))
 
 
 def images_seen(budget_images: int, n: int) -> int:
@@ -51,5 +62,6 @@ def for_data(cfg: RunConfig, n: int) -> RunConfig:
         self_label_epoch=_scaled(tc.self_label_epoch, epochs, tc.epochs),
         regulariser_warmup_epochs=_scaled(tc.regulariser_warmup_epochs, epochs, tc.epochs),
         graph_start_epochs=_scaled(tc.graph_start_epochs, epochs, tc.epochs),
+        restarts=restarts_for(n) if tc.restarts == "auto" else tc.restarts,
     )
     return dataclasses.replace(cfg, train=train)

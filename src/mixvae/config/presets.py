@@ -78,6 +78,7 @@ def _default_preset() -> Overrides:
         "self_label_weight": 1.0,
         "self_label_entropy_weight": "auto",  # colour images: 1, so no expert loses every image (mixvae.kinds)
         "resplit_ratio": 0.5,
+        "restarts": "auto",  # small sets train several times and keep the best cut (mixvae.restarts)
     }
     return model, train
 

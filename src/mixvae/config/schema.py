@@ -222,6 +222,10 @@ class TrainConfig:
     # when self-labelling, re-split two experts' images where a spectral cut of their neighbour graph
     # has at most this times their current normalised cut (0: never; see mixvae.refine)
     resplit_ratio: float = 0.0
+    # train this many times from different seeds and keep the training whose partition cuts the
+    # fewest neighbour-graph edges (mixvae.restarts); "auto": as many as fit in the images a
+    # 60,000-image run sees, at most 5 (mixvae.config.budget)
+    restarts: int | str = 1
     keep_checkpoints: int = 2
     checkpoint_every: int = 0  # also checkpoint every this many steps (0: once per epoch)
     eval_batch_size: int = 1000
@@ -250,6 +254,13 @@ class TrainConfig:
                    self.self_label_entropy_weight, "a number >= 0 or 'auto'")
         for name in ("consistency_weight", "entropy_weight", "self_label_weight", "graph_start_weight"):
             _check(getattr(self, name) >= 0, name, getattr(self, name), "a number >= 0")
+        if isinstance(self.restarts, str) and self.restarts != "auto":
+            try:  # a number given as text on the command line, where the preset's value is "auto"
+                object.__setattr__(self, "restarts", int(self.restarts))
+            except ValueError:
+                raise ConfigError(f"restarts={self.restarts!r} is invalid: expected an integer >= 1 or 'auto'") from None
+        if self.restarts != "auto":
+            check_positive_int("restarts", self.restarts)
         check_positive_int("n_neighbours", self.n_neighbours)
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
         _check(self.neighbour_search in NEIGHBOUR_SEARCHES, "neighbour_search", self.neighbour_search,

@@ -19,13 +19,15 @@ same model, and every caller gets the same answer):
 | ``model.manager_network`` | ``conv`` when the images hold its layers, else ``mlp`` | the same | ``mlp`` |
 | ``train.neighbour_metric`` | ``cosine`` | ``euclidean`` | ``cosine`` |
 | ``train.self_label_entropy_weight`` | 0 | 1 | 0 |
+| ``train.restarts`` | by the number of images (:func:`mixvae.config.restarts_for`) | the same | 1 |
 
 Why: a convolutional manager with batch norm sees shapes where a dense one sees absolute pixel
 levels, so it holds on light backgrounds and tiny images; on colour, the cosine of centred
 coordinates throws away each image's brightness and colour cast, which separate colour classes
 (BENCHMARKS.md, "Robust by default"). On colour photographs self-labelling lost experts (those
 left with no confident image) unless it also keeps the routing spread; on grey digits that spread
-cost accuracy (MNIST) or nothing (8x8 digits), so only colour images get it.
+cost accuracy (MNIST) or nothing (8x8 digits), so only colour images get it. Restarts ranked by
+the neighbour graph's cut were measured on image sets alone, so vectors train once.
 """
 
 from __future__ import annotations
@@ -120,6 +122,8 @@ def resolve(cfg: RunConfig) -> RunConfig:
         train = dataclasses.replace(train, neighbour_metric=kind.neighbour_metric)
     if train.self_label_entropy_weight == "auto":
         train = dataclasses.replace(train, self_label_entropy_weight=kind.self_label_entropy_weight)
+    if train.restarts == "auto" and train.budget_images <= 0:  # no budget to decide it by (config.for_data)
+        train = dataclasses.replace(train, restarts=1)
     if model is cfg.model and train is cfg.train:
         return cfg
     return dataclasses.replace(cfg, model=model, train=train)

@@ -120,7 +120,11 @@ class Vectors(Kind):
 
     def for_size(self, cfg: RunConfig, n: int) -> RunConfig:
         """On a few hundred rows the neighbour graph says little, and the mixture's fit to the data
-        says more: fewer than ``SMALL_VECTORS`` rows also let the likelihood train the manager."""
+        says more: fewer than ``SMALL_VECTORS`` rows also let the likelihood train the manager.
+        Vectors train once however few they are: restarts ranked by the neighbour graph's cut
+        were measured on images alone (:mod:`mixvae.restarts`)."""
+        if cfg.train.restarts == "auto":
+            cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, restarts=1))
         if n >= SMALL_VECTORS:
             return cfg
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, route_by_loss=True))
