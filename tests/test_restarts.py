@@ -110,6 +110,7 @@ def test_a_run_folder_keeps_every_restart_and_saves_the_kept_one_as_the_run(tmp_
     again = tmp_path / "again"
     assert main([*[a if a != str(out) else str(again) for a in args], "--max-steps", "13"]) == 0  # 10 a restart
     assert (again / "restarts" / "1" / "restart.json").exists() and not (again / "restarts.json").exists()
+    assert (again / "model.safetensors").exists()  # a stopped run has its weights so far, as one training does
     assert main(["train", "--resume", str(again), "--quiet"]) == 0
     assert json.loads((again / "restarts.json").read_text()) == summary
     resumed = ckpt.load_checkpoint(ckpt.latest_checkpoint(again))["model"]
@@ -158,3 +159,43 @@ def test_vectors_train_once_however_few():
     assert fit_to_data(preset("default", 3, (1, 4), Vectors()), 150).train.restarts == 1
     assert fit_to_data(preset("default", 3, (1, 4), Vectors()), 50_000).train.restarts == 1
     assert fit_to_data(preset("default"), 150).train.restarts == 5  # images of the same number: five
+
+
+def test_a_restart_trained_on_after_it_ended_is_scored_again(tmp_path: Path):
+    x, _ = blobs(n_per=25, k=4)
+    data = tmp_path / "blobs.npz"
+    np.savez(data, x_train=x)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1", "--set", "train.restarts=2"]) == 0
+    # two more epochs each, stopped inside the second restart's: its outcome at 1 epoch must not count
+    assert main(["train", "--resume", str(out), "--quiet", "--epochs", "2", "--max-steps", "17"]) == 0
+    assert main(["train", "--resume", str(out), "--quiet"]) == 0  # the run's length is now 2 epochs
+    summary = json.loads((out / "restarts.json").read_text())
+    assert [(o["epochs"], o["steps"]) for o in summary["restarts"]] == [(2, 10), (2, 10)]
+
+
+def test_the_callers_callbacks_see_every_restart_numbered_on_and_the_end_once():
+    from mixvae.callbacks import Callback
+
+    seen, ended = [], []
+
+    class Watch(Callback):
+        def on_epoch_end(self, record, trainer):
+            seen.append((record["restart"], record["epoch"]))
+
+        def on_train_end(self, trainer):
+            ended.append(trainer)
+
+    x, _ = blobs(n_per=20, k=4)
+    fit(_restarted(restarts=2), x, log=None, runtime=Runtime(progress=False), callbacks=[Watch()])
+    assert seen == [(1, 1), (1, 2), (2, 3), (2, 4)] and len(ended) == 1
+
+
+def test_the_memory_plan_counts_the_choice_among_restarts():
+    from mixvae.plan import memory_plan
+
+    stages = [need.stage for need in memory_plan(_restarted(restarts=3), 10_000)]
+    assert "the choice among restarts" in stages
+    alone = blob_config(restarts=3)  # no regulariser: the graph is built to score the restarts all the same
+    assert {"the neighbour graph", "the choice among restarts"} <= {need.stage for need in memory_plan(alone, 10_000)}
+    assert [need.stage for need in memory_plan(blob_config(), 10_000)] == ["training"]

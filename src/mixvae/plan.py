@@ -29,7 +29,8 @@ def memory_plan(cfg: RunConfig, n: int, processes: int = 1) -> list[memory.Need]
     the graph and of a step's working set, and takes the self-labelling pass.
     """
     tc, d = cfg.train, int(np.prod(cfg.model.array_shape))
-    if tc.manager_regulariser == "none" or n < 2:
+    restarts = tc.restarts if isinstance(tc.restarts, int) else 1
+    if n < 2 or (tc.manager_regulariser == "none" and restarts == 1):
         return [memory.Need("training", STEP_BYTES, "free some memory: one step needs this much whatever the data")]
     k = min(tc.n_neighbours, n - 1)
     kept = n * k * 8  # the graph the regulariser keeps, int64
@@ -38,6 +39,10 @@ def memory_plan(cfg: RunConfig, n: int, processes: int = 1) -> list[memory.Need]
     needs = [memory.Need("the neighbour graph", graph_memory(n, d, k, tc.neighbour_pca_dims, tc.neighbour_search,
                                                              tc.neighbour_filter), graph_way_out),
              memory.Need("training", processes * (kept + STEP_BYTES), _FEWER)]
+    if restarts > 1:  # the kept training beside the one in progress, and the pass that scores each
+        needs.append(memory.Need("the choice among restarts",
+                                 processes * (kept + n * cfg.model.n_components * 8 + 2 * STEP_BYTES),
+                                 "train once (--set train.restarts=1), or on fewer images"))
     if tc.self_label_epoch > 0:
         K = cfg.model.n_components
         resplit = n * k * 96 if tc.resplit_ratio > 0 else 0

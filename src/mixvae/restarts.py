@@ -27,10 +27,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from mixvae import runfolder
+from mixvae import distributed, runfolder
 from mixvae.atomic import atomic_write
 from mixvae.callbacks import Callback, MetricsFile, ProgressFigure, SummaryLine
-from mixvae.checkpoint import latest_checkpoint
+from mixvae.checkpoint import checkpoint_path, latest_checkpoint, remove_run_temp_files, save_weights
 from mixvae.config import RunConfig
 from mixvae.graphcut import partition_cut
 from mixvae.inference import predict_proba
@@ -84,14 +84,17 @@ def restart_dir(run_dir: Path, restart: int) -> Path:
 
 
 class _TrainEndLater(Callback):
-    """A caller's callback that sees every restart's epochs, and the end of training once, at the
-    end of the last restart (a TensorBoard writer is not closed after the first)."""
+    """A caller's callback over several trainings: it sees every restart's epochs, numbered on from
+    the restarts before (restart r's epoch e is ``(r - 1) * epochs + e``, so a TensorBoard curve
+    does not fold back) with the record's ``"restart"``, and the end of training once, at the end
+    (a TensorBoard writer is not closed after the first)."""
 
-    def __init__(self, inner: Callback):
-        self.inner = inner
+    def __init__(self, inner: Callback, restart: int, epochs: int):
+        self.inner, self.restart, self.epochs = inner, restart, epochs
 
     def on_epoch_end(self, record: dict[str, Any], trainer: Trainer) -> None:
-        self.inner.on_epoch_end(record, trainer)
+        epoch = self.restart * self.epochs + int(record["epoch"])
+        self.inner.on_epoch_end({**record, "epoch": epoch, "restart": self.restart + 1}, trainer)
 
 
 def fit_restarts(cfg: RunConfig, train_images: Any, test_images: Any = None, test_labels: np.ndarray | None = None,
@@ -100,57 +103,76 @@ def fit_restarts(cfg: RunConfig, train_images: Any, test_images: Any = None, tes
                  ) -> tuple[MixtureModule, History]:
     """Train ``cfg.train.restarts`` times and return the kept training's (module, history); the
     arguments are :func:`mixvae.train.fit`'s, which hands over its ``Trainer`` class as
-    ``trainer_type``. A restart stopped by ``runtime.max_steps`` ends the
-    call with that restart's state (a resumed run goes on from there); the steps count over all
-    restarts."""
+    ``trainer_type``. A restart stopped by ``runtime.max_steps`` (the steps count over all
+    restarts) ends the call with that restart's state, its weights saved in the run folder as a
+    stopped training's are; a resumed run goes on from there. The caller's callbacks see every
+    restart's epochs, numbered on from the restarts before (and ``"restart"`` in each record)."""
     count, epochs = int(cfg.train.restarts), cfg.train.epochs
     outcomes: list[Outcome] = []
-    kept: tuple[Outcome, Trainer] | None = None
-    last: Trainer | None = None
-    for r in range(count):
-        seed = restart_seed(cfg.train.seed, r)
-        one = _one(cfg, seed)
-        sub = restart_dir(run_dir, r + 1) if run_dir is not None else None
-        ended = _ended(sub, epochs) if resume and sub is not None else None
-        if ended is not None:
-            outcomes.append(ended)
-            continue
-        left = None if runtime.max_steps is None else runtime.max_steps - sum(o.steps for o in outcomes)
-        if left is not None and left <= 0:  # max_steps were all taken by the restarts before
-            trainer = last or _load(trainer_type, one, train_images, runtime, run_dir, outcomes[-1])
-            _end_callbacks(callbacks, trainer)
-            return trainer.module, trainer.state.history
+    kept: tuple[Outcome, Trainer] | None = None  # the best training ended in this call so far
+    trainer: Trainer | None = None
+    if resume and run_dir is not None and distributed.rank_world()[0] == 0:
+        remove_run_temp_files(run_dir)  # left by a run killed while it saved the kept training
+    try:
+        for r in range(count):
+            seed = restart_seed(cfg.train.seed, r)
+            one = _one(cfg, seed)
+            sub = restart_dir(run_dir, r + 1) if run_dir is not None else None
+            ended = _ended(sub, epochs) if resume and sub is not None else None
+            if ended is not None:
+                outcomes.append(ended)
+                continue
+            left = None if runtime.max_steps is None else runtime.max_steps - sum(o.steps for o in outcomes)
+            if left is not None and left <= 0 and outcomes:  # the restarts before took every step
+                trainer = kept[1] if kept else _load(trainer_type, _one(cfg, outcomes[-1].seed), train_images,
+                                                     runtime, run_dir, outcomes[-1])
+                return _stopped(run_dir, cfg, trainer)
+            if log:
+                log(f"restart {r + 1} of {count} (seed {seed})")
+            trainer = None  # the last one's memory goes before the next is built (the kept one stays)
+            trainer = trainer_type(one, train_images, test_images, test_labels, sub,
+                                   dataclasses.replace(runtime, max_steps=left), log,
+                                   _callbacks(sub, log, callbacks, r, epochs), graph_dir=run_dir)
+            if trainer.main and sub is not None:
+                (sub / OUTCOME_FILE).unlink(missing_ok=True)  # it trains on: any outcome it had is old
+            trainer.run(resume=sub is not None and _has_checkpoint(sub))
+            if trainer.state.epoch < epochs:  # stopped by max_steps: resumed later from here
+                return _stopped(run_dir, cfg, trainer)
+            outcome = _score(trainer, r + 1, seed)
+            outcomes.append(outcome)
+            if trainer.main and sub is not None:
+                atomic_write(sub / OUTCOME_FILE, (json.dumps(dataclasses.asdict(outcome), indent=2) + "\n").encode())
+            if log:
+                log(f"restart {r + 1} of {count}: normalised cut {outcome.cut:.4f}, "
+                    f"{outcome.experts_used} of {cfg.model.n_components} experts used")
+            if kept is None or outcome.cut < kept[0].cut:
+                kept = (outcome, trainer)
+        best = min(outcomes, key=lambda o: (o.cut, o.restart))
+        trainer = None
+        if kept is None or kept[0] != best:  # the kept training ended before this call: load it
+            kept = None
+            kept = (best, _load(trainer_type, _one(cfg, best.seed), train_images, runtime, run_dir, best))
+        trainer = kept[1]
         if log:
-            log(f"restart {r + 1} of {count} (seed {seed})")
-        trainer = trainer_type(one, train_images, test_images, test_labels, sub,
-                               dataclasses.replace(runtime, max_steps=left), log, _callbacks(sub, log, callbacks),
-                               graph_dir=run_dir)
-        trainer.run(resume=sub is not None and _has_checkpoint(sub))
-        last = trainer
-        if trainer.state.epoch < epochs:  # stopped by max_steps: resumed later from here
-            _end_callbacks(callbacks, trainer)
-            return trainer.module, trainer.state.history
-        outcome = _score(trainer, r + 1, seed)
-        outcomes.append(outcome)
-        if trainer.main and sub is not None:
-            atomic_write(sub / OUTCOME_FILE, (json.dumps(dataclasses.asdict(outcome), indent=2) + "\n").encode())
-        if log:
-            log(f"restart {r + 1} of {count}: normalised cut {outcome.cut:.4f}, "
-                f"{outcome.experts_used} of {cfg.model.n_components} experts used")
-        if kept is None or outcome.cut < kept[0].cut:
-            kept = (outcome, trainer)
-    best = min(outcomes, key=lambda o: (o.cut, o.restart))
-    if kept is None or kept[0] != best:  # the kept training ended before this call: load it
-        kept = (best, _load(trainer_type, _one(cfg, best.seed), train_images, runtime, run_dir, best))
-    trainer = kept[1]
-    if log:
-        log(f"kept restart {best.restart} of {count} (seed {best.seed}): the lowest normalised cut, {best.cut:.4f}")
+            log(f"kept restart {best.restart} of {count} (seed {best.seed}): the lowest normalised cut, "
+                f"{best.cut:.4f}")
+        if run_dir is not None and trainer.main:
+            _save_kept(run_dir, cfg, trainer, best, outcomes)
+        history = trainer.state.history
+        history.restarts = [{**dataclasses.asdict(o), "kept": o == best}
+                            for o in sorted(outcomes, key=lambda o: o.restart)]
+        return trainer.module, history
+    finally:
+        if trainer is not None and trainer.main:  # as Trainer.run does, however the trainings ended
+            for cb in callbacks:
+                cb.on_train_end(trainer)
+
+
+def _stopped(run_dir: Path | None, cfg: RunConfig, trainer: Trainer) -> tuple[MixtureModule, History]:
+    """A restart stopped by max_steps: its weights are the run's for now, as a stopped training's are."""
     if run_dir is not None and trainer.main:
-        _save_kept(run_dir, cfg, trainer, best, outcomes)
-    _end_callbacks(callbacks, last or trainer)
-    history = trainer.state.history
-    history.restarts = [{**dataclasses.asdict(o), "kept": o == best} for o in sorted(outcomes, key=lambda o: o.restart)]
-    return trainer.module, history
+        save_weights(Path(run_dir) / runfolder.WEIGHTS_FILE, trainer.module, cfg)
+    return trainer.module, trainer.state.history
 
 
 def _one(cfg: RunConfig, seed: int) -> RunConfig:
@@ -168,18 +190,13 @@ def _load(trainer_type: type[Trainer], one: RunConfig, train_images: Any, runtim
     return trainer
 
 
-def _callbacks(sub: Path | None, log: Log, callbacks: Sequence[Callback]) -> list[Callback]:
+def _callbacks(sub: Path | None, log: Log, callbacks: Sequence[Callback], restart: int,
+               epochs: int) -> list[Callback]:
     """A restart's own outputs (in its folder), the summary line, and the caller's callbacks."""
     own: list[Callback] = [MetricsFile(sub), ProgressFigure(sub)] if sub is not None else []
     if log is not None:
         own.append(SummaryLine(log))
-    return [*own, *(_TrainEndLater(cb) for cb in callbacks)]
-
-
-def _end_callbacks(callbacks: Sequence[Callback], trainer: Trainer) -> None:
-    if trainer.main:
-        for cb in callbacks:
-            cb.on_train_end(trainer)
+    return [*own, *(_TrainEndLater(cb, restart, epochs) for cb in callbacks)]
 
 
 def _has_checkpoint(folder: Path) -> bool:
@@ -194,12 +211,16 @@ def resumable(run_dir: Path) -> bool:
 
 
 def _ended(sub: Path, epochs: int) -> Outcome | None:
-    """The outcome a restart recorded when it ended, if it ended at ``epochs``."""
+    """The outcome a restart recorded when it ended, if it ended at ``epochs`` and has not trained
+    since (its newest checkpoint is the one it was scored at)."""
     try:
         outcome = Outcome(**json.loads((sub / OUTCOME_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
-    return outcome if outcome.epochs == epochs else None
+    newest = latest_checkpoint(sub)
+    if outcome.epochs != epochs or newest is None or newest.name != checkpoint_path(sub, outcome.steps).name:
+        return None
+    return outcome
 
 
 def _score(trainer: Trainer, restart: int, seed: int) -> Outcome:
@@ -213,8 +234,11 @@ def _score(trainer: Trainer, restart: int, seed: int) -> Outcome:
                                 tc.neighbour_filter, tc.neighbour_metric)
     k = cfg.model.n_components
     assign = predict_proba(trainer.module, source.images, cfg.train.eval_batch_size, trainer.device).argmax(1)  # (N,)
-    return Outcome(restart, seed, round(partition_cut(graph.numpy(), assign, k), 6), len(np.unique(assign)),
-                   trainer.state.epoch, trainer.state.step)
+    # every process holds the same model, so the same cut; averaged anyway, so that no rounding on
+    # another device can make the processes keep different trainings (or load in different orders)
+    cut = distributed.mean_over_processes({"cut": partition_cut(graph.numpy(), assign, k)}, source.world,
+                                          trainer.device)["cut"]
+    return Outcome(restart, seed, round(cut, 6), len(np.unique(assign)), trainer.state.epoch, trainer.state.step)
 
 
 def _save_kept(run_dir: Path, cfg: RunConfig, trainer: Trainer, best: Outcome, outcomes: list[Outcome]) -> None:

@@ -140,6 +140,8 @@ def _run_training(args: argparse.Namespace, cfg: Any, out: Path, train: Any, tes
         if distributed:
             leave_distributed()
     if main_rank:
+        if args.resume is not None and args.epochs is not None:  # trained to the new length: the run's from now on
+            save_config(out, cfg)
         _finish(out, module, history.records, test if test is not None else train, log, cfg.data)
     return 0
 

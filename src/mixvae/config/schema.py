@@ -259,8 +259,9 @@ class TrainConfig:
                 object.__setattr__(self, "restarts", int(self.restarts))
             except ValueError:
                 raise ConfigError(f"restarts={self.restarts!r} is invalid: expected an integer >= 1 or 'auto'") from None
-        if self.restarts != "auto":
-            check_positive_int("restarts", self.restarts)
+        _check(self.restarts == "auto" or (isinstance(self.restarts, int) and not isinstance(self.restarts, bool)
+                                           and self.restarts >= 1), "restarts", self.restarts,
+               "an integer >= 1 or 'auto'")
         check_positive_int("n_neighbours", self.n_neighbours)
         check_positive_int("neighbour_pca_dims", self.neighbour_pca_dims)
         _check(self.neighbour_search in NEIGHBOUR_SEARCHES, "neighbour_search", self.neighbour_search,
