@@ -42,8 +42,9 @@ test-slow: $(STAMP)
 # the headline results again, on the code at hand (labels only to score): the demo, the default preset on
 # MNIST (10 seeds) and Fashion-MNIST (5 seeds), and the robust table's own rows (mixvae and spectral clustering of
 # its graph, 3 seeds each); then README.md and BENCHMARKS.md are rewritten from the result files. Fashion-MNIST
-# comes from Debian's dataset-fashion-mnist package (see README). An estimate: about 2.5 hours alone on 2 cores (the
-# per-seed times in the result files: about 10 minutes for MNIST and Fashion-MNIST at one thread, two at once).
+# comes from Debian's dataset-fashion-mnist package (see README). An estimate: about 4 hours alone on 2 cores (the
+# per-seed times in the result files: about 10 minutes for MNIST and Fashion-MNIST at one thread, two at once; the
+# robust rows about 2 hours at one thread, since the small sets train 2 to 5 times).
 bench: $(STAMP)
 	$(BIN)/mixvae fetch mnist
 	$(BIN)/mixvae fetch fashion-mnist

@@ -710,6 +710,7 @@ HEADLINES: dict[str, tuple[str, ...]] = {
     "mnist.kinds.acc": tables_robust.MNIST_FILES,
     "fashion.kinds.acc": tables_robust.FASHION_FILES,
     "demo.numbers": ("demo.json",),
+    "robust.verdict": tuple(f"robust-{name}-mixvae.json" for name in tables_robust.SETS),
 }
 
 
