@@ -61,6 +61,13 @@ def test_the_cut_counts_an_empty_cluster_as_wholly_cut():
     assert partition_cut(graph, full, 4) == pytest.approx(normalised_cut(graph, full, 4))
 
 
+def _blob_file(folder: Path) -> Path:
+    """100 8x8 blob images as an .npz file in ``folder``."""
+    data = folder / "blobs.npz"
+    np.savez(data, x_train=blobs(n_per=25, k=4)[0])
+    return data
+
+
 def _restarted(**train):
     return blob_config(manager_regulariser="neighbours", n_neighbours=5, neighbour_pca_dims=8, entropy_weight=1.0,
                        epochs=2, **train)
@@ -86,10 +93,7 @@ def test_the_kept_training_is_the_one_with_the_lowest_cut_and_equals_it_trained_
 
 
 def test_a_run_folder_keeps_every_restart_and_saves_the_kept_one_as_the_run(tmp_path: Path):
-    x, _ = blobs(n_per=25, k=4)
-    data = tmp_path / "blobs.npz"
-    np.savez(data, x_train=x)
-    out = tmp_path / "run"
+    data, out = _blob_file(tmp_path), tmp_path / "run"
     args = ["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "2",
             *[a for s in ("train.restarts=3", "train.manager_regulariser=neighbours", "train.n_neighbours=5",
                           "train.neighbour_pca_dims=8", "model.route_by_loss=false") for a in ("--set", s)]]
@@ -119,10 +123,7 @@ def test_a_run_folder_keeps_every_restart_and_saves_the_kept_one_as_the_run(tmp_
 
 
 def test_overwrite_removes_the_restarts_of_the_run_before(tmp_path: Path):
-    x, _ = blobs(n_per=25, k=4)
-    data = tmp_path / "blobs.npz"
-    np.savez(data, x_train=x)
-    out = tmp_path / "run"
+    data, out = _blob_file(tmp_path), tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1", "--set", "train.restarts=2"]) == 0
     assert (out / "restarts" / "2").is_dir()
     assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1", "--overwrite"]) == 0
@@ -162,10 +163,7 @@ def test_vectors_train_once_however_few():
 
 
 def test_a_restart_trained_on_after_it_ended_is_scored_again(tmp_path: Path):
-    x, _ = blobs(n_per=25, k=4)
-    data = tmp_path / "blobs.npz"
-    np.savez(data, x_train=x)
-    out = tmp_path / "run"
+    data, out = _blob_file(tmp_path), tmp_path / "run"
     assert main(["train", "--data", str(data), "--out", str(out), *TINY, "--epochs", "1", "--set", "train.restarts=2"]) == 0
     # two more epochs each, stopped inside the second restart's: its outcome at 1 epoch must not count
     assert main(["train", "--resume", str(out), "--quiet", "--epochs", "2", "--max-steps", "17"]) == 0
