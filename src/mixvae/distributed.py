@@ -94,9 +94,14 @@ def mean_over_processes(values: dict[str, float], world: int, device: torch.devi
     return dict(zip(keys, (total / world).tolist()))
 
 
-def leave_distributed() -> None:
-    """Leave the process group, when this process joined one."""
+def leave_distributed(wait: bool = True) -> None:
+    """Leave the process group, when this process joined one. ``wait``: first wait for every
+    process to get here, so that none tears down its connections while another still uses them
+    (gloo then aborts the one that left first: "terminate called without an active exception");
+    a process leaving on an error does not wait for the others, which may never come."""
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

@@ -136,9 +136,12 @@ def _run_training(args: argparse.Namespace, cfg: Any, out: Path, train: Any, tes
         module, history = fit(cfg, train.images, test.images if test is not None else None,
                               test.labels if test is not None else None, run_dir=out, resume=args.resume is not None,
                               runtime=runtime, log=log, callbacks=callbacks)
-    finally:
+    except BaseException:
         if distributed:
-            leave_distributed()
+            leave_distributed(wait=False)
+        raise
+    if distributed:
+        leave_distributed()
     if main_rank:
         if args.resume is not None and args.epochs is not None:  # trained to the new length: the run's from now on
             save_config(out, cfg)
