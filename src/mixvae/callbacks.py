@@ -18,7 +18,7 @@ from mixvae.plots import progress_figure
 if TYPE_CHECKING:
     from mixvae.train import Trainer
 
-__all__ = ["Callback", "MetricsFile", "OnEpoch", "ProgressFigure", "SummaryLine", "TensorBoard"]
+__all__ = ["Callback", "MetricsFile", "OnEpoch", "ProgressFigure", "SummaryLine", "TensorBoard", "standard"]
 
 Record = dict[str, Any]
 
@@ -108,3 +108,12 @@ class TensorBoard(Callback):
 
     def on_train_end(self, trainer: Trainer) -> None:
         self.writer.close()
+
+
+def standard(run_dir: Path | None, log: Callable[[str], None] | None) -> list[Callback]:
+    """The outputs every training has: ``metrics.jsonl`` and ``progress.png`` in ``run_dir`` (none
+    without a folder) and the summary line to ``log`` (none when silent)."""
+    out: list[Callback] = [MetricsFile(run_dir), ProgressFigure(run_dir)] if run_dir is not None else []
+    if log is not None:
+        out.append(SummaryLine(log))
+    return out

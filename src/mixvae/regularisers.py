@@ -35,7 +35,8 @@ from mixvae.inference import predict_proba
 from mixvae.model import LossOutput, MixtureModule
 from mixvae.neighbours import neighbour_graph
 
-__all__ = ["NeighbourConsistency", "Regulariser", "Schedule", "SelfLabelling", "build_schedule", "self_labels"]
+__all__ = ["NeighbourConsistency", "Regulariser", "Schedule", "SelfLabelling", "build_schedule", "run_graph",
+           "self_labels"]
 
 Log = Callable[[str], None] | None
 Gather = Callable[[torch.Tensor], torch.Tensor] | None
@@ -203,9 +204,7 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
     tc, n = cfg.train, source.n
     if tc.manager_regulariser == "none" or n < 2:
         return Schedule()
-    k = min(tc.n_neighbours, n - 1)  # a tiny dataset has fewer neighbours to offer
-    graph = neighbour_graph(source.images, k, tc.neighbour_pca_dims, tc.neighbour_search, run_dir, source.rank,
-                            source.world, log, tc.neighbour_filter, tc.neighbour_metric)
+    graph = run_graph(cfg, source, log, run_dir)
     start = tc.regulariser_warmup_epochs
     phases: list[tuple[int, Regulariser]] = [
         (start, NeighbourConsistency(source, graph, tc.consistency_weight, tc.entropy_weight, gather))]
@@ -216,6 +215,15 @@ def build_schedule(cfg: RunConfig, source: BatchSource, gather: Gather = None, l
     if tc.self_label_epoch > 0:
         phases.append((max(tc.self_label_epoch, start), SelfLabelling(source, graph, cfg, gather)))
     return Schedule(phases, graph)
+
+
+def run_graph(cfg: RunConfig, source: BatchSource, log: Log = None, run_dir: Path | None = None) -> torch.Tensor:
+    """The run's neighbour graph of its training images, as its settings name it (kept in
+    ``run_dir``; see :func:`mixvae.neighbours.neighbour_graph`)."""
+    tc = kinds.resolve(cfg).train
+    k = min(tc.n_neighbours, max(source.n - 1, 1))  # a tiny dataset has fewer neighbours to offer
+    return neighbour_graph(source.images, k, tc.neighbour_pca_dims, tc.neighbour_search, run_dir, source.rank,
+                           source.world, log, tc.neighbour_filter, tc.neighbour_metric)
 
 
 @memory.stage("self-labelling pass")

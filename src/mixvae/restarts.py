@@ -31,31 +31,25 @@ import numpy as np
 
 from mixvae import distributed, runfolder
 from mixvae.atomic import atomic_write
-from mixvae.callbacks import Callback, MetricsFile, ProgressFigure, SummaryLine
+from mixvae.callbacks import Callback
+from mixvae.callbacks import standard as standard_callbacks
 from mixvae.checkpoint import checkpoint_path, latest_checkpoint, remove_run_temp_files, save_weights
 from mixvae.config import RunConfig
 from mixvae.graphcut import partition_cut
 from mixvae.inference import predict_proba
-from mixvae.neighbours import neighbour_graph
+from mixvae.regularisers import run_graph
 
 if TYPE_CHECKING:
     from mixvae.model import MixtureModule
     from mixvae.train import History, Runtime, Trainer
 
 __all__ = [
-    "OUTCOME_FILE",
-    "RESTARTS_DIR",
-    "SUMMARY_FILE",
     "Outcome",
     "fit_restarts",
     "restart_dir",
     "restart_seed",
     "resumable",
 ]
-
-RESTARTS_DIR = runfolder.RESTARTS_DIR
-OUTCOME_FILE = "restart.json"  # in each restart's folder, once it has ended
-SUMMARY_FILE = runfolder.RESTARTS_FILE
 
 Log = Callable[[str], None] | None
 
@@ -82,7 +76,7 @@ def restart_seed(seed: int, restart: int) -> int:
 
 def restart_dir(run_dir: Path, restart: int) -> Path:
     """The folder of restart ``restart`` (1-based) inside a run folder."""
-    return Path(run_dir) / RESTARTS_DIR / str(restart)
+    return Path(run_dir) / runfolder.RESTARTS_DIR / str(restart)
 
 
 class _TrainEndLater(Callback):
@@ -136,14 +130,14 @@ def fit_restarts(cfg: RunConfig, train_images: Any, test_images: Any = None, tes
                                    dataclasses.replace(runtime, max_steps=left), log,
                                    _callbacks(sub, log, callbacks, r, epochs), graph_dir=run_dir)
             if trainer.main and sub is not None:
-                (sub / OUTCOME_FILE).unlink(missing_ok=True)  # it trains on: any outcome it had is old
+                (sub / runfolder.RESTART_FILE).unlink(missing_ok=True)  # it trains on: any outcome it had is old
             trainer.run(resume=sub is not None and _has_checkpoint(sub))
             if trainer.state.epoch < epochs:  # stopped by max_steps: resumed later from here
                 return _stopped(run_dir, cfg, trainer)
             outcome = _score(trainer, r + 1, seed)
             outcomes.append(outcome)
             if trainer.main and sub is not None:
-                atomic_write(sub / OUTCOME_FILE, (json.dumps(dataclasses.asdict(outcome), indent=2) + "\n").encode())
+                atomic_write(sub / runfolder.RESTART_FILE, (json.dumps(dataclasses.asdict(outcome), indent=2) + "\n").encode())
             if log:
                 log(f"restart {r + 1} of {count}: normalised cut {outcome.cut:.4f}, "
                     f"{outcome.experts_used} of {cfg.model.n_components} experts used")
@@ -152,7 +146,7 @@ def fit_restarts(cfg: RunConfig, train_images: Any, test_images: Any = None, tes
         best = min(outcomes, key=lambda o: (o.cut, o.restart))
         trainer = None
         if kept is None or kept[0] != best:  # the kept training ended before this call: load it
-            kept = None
+            kept = None  # the training kept in this call so far goes before the one to load is built
             kept = (best, _load(trainer_type, _one(cfg, best.seed), train_images, runtime, run_dir, best))
         trainer = kept[1]
         if log:
@@ -195,10 +189,7 @@ def _load(trainer_type: type[Trainer], one: RunConfig, train_images: Any, runtim
 def _callbacks(sub: Path | None, log: Log, callbacks: Sequence[Callback], restart: int,
                epochs: int) -> list[Callback]:
     """A restart's own outputs (in its folder), the summary line, and the caller's callbacks."""
-    own: list[Callback] = [MetricsFile(sub), ProgressFigure(sub)] if sub is not None else []
-    if log is not None:
-        own.append(SummaryLine(log))
-    return [*own, *(_TrainEndLater(cb, restart, epochs) for cb in callbacks)]
+    return [*standard_callbacks(sub, log), *(_TrainEndLater(cb, restart, epochs) for cb in callbacks)]
 
 
 def _has_checkpoint(folder: Path) -> bool:
@@ -208,7 +199,7 @@ def _has_checkpoint(folder: Path) -> bool:
 def resumable(run_dir: Path) -> bool:
     """Whether a run folder holds a checkpoint to resume from: its own, or one of a restart's."""
     run_dir = Path(run_dir)
-    restarts = run_dir / RESTARTS_DIR
+    restarts = run_dir / runfolder.RESTARTS_DIR
     return _has_checkpoint(run_dir) or (restarts.is_dir() and any(_has_checkpoint(d) for d in restarts.iterdir()))
 
 
@@ -216,7 +207,7 @@ def _ended(sub: Path, epochs: int) -> Outcome | None:
     """The outcome a restart recorded when it ended, if it ended at ``epochs`` and has not trained
     since (its newest checkpoint is the one it was scored at)."""
     try:
-        outcome = Outcome(**json.loads((sub / OUTCOME_FILE).read_text()))
+        outcome = Outcome(**json.loads((sub / runfolder.RESTART_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
     newest = latest_checkpoint(sub)
@@ -230,10 +221,7 @@ def _score(trainer: Trainer, restart: int, seed: int) -> Outcome:
     cfg, source = trainer.cfg, trainer.source
     graph = trainer.state.schedule.graph
     if graph is None:  # trained without the neighbour regulariser: the graph its settings name
-        tc = cfg.train
-        graph = neighbour_graph(source.images, min(tc.n_neighbours, max(source.n - 1, 1)), tc.neighbour_pca_dims,
-                                tc.neighbour_search, trainer.graph_dir, source.rank, source.world, None,
-                                tc.neighbour_filter, tc.neighbour_metric)
+        graph = run_graph(cfg, source, None, trainer.graph_dir)
     k = cfg.model.n_components
     assign = predict_proba(trainer.module, source.images, cfg.train.eval_batch_size, trainer.device).argmax(1)  # (N,)
     # every process holds the same model, so the same cut; averaged anyway, so that no rounding on
@@ -253,4 +241,4 @@ def _save_kept(run_dir: Path, cfg: RunConfig, trainer: Trainer, best: Outcome, o
         shutil.copyfile(figure, run_dir / runfolder.PROGRESS_FILE)
     summary = {"kept": best.restart, "criterion": "normalised cut of the neighbour graph, an empty expert counted 1",
                "restarts": [dataclasses.asdict(o) for o in sorted(outcomes, key=lambda o: o.restart)]}
-    atomic_write(run_dir / SUMMARY_FILE, (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write(run_dir / runfolder.RESTARTS_FILE, (json.dumps(summary, indent=2) + "\n").encode())

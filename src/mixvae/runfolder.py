@@ -49,6 +49,7 @@ __all__ = [
     "REPORT_FILE",
     "RESTARTS_DIR",
     "RESTARTS_FILE",
+    "RESTART_FILE",
     "ROUTING_FILE",
     "TENSORBOARD_DIR",
     "WEIGHTS_FILE",
@@ -74,6 +75,7 @@ LOCK_FILE = ".lock"
 TENSORBOARD_DIR = "tensorboard"
 RESTARTS_DIR = "restarts"  # one folder per training of a run that trains several times (mixvae.restarts)
 RESTARTS_FILE = "restarts.json"  # every restart's outcome and the one kept
+RESTART_FILE = "restart.json"  # in a restart's own folder, once it has ended: its outcome
 MAP_FILE = "map.npz"  # the app's 2-D map of the training images, with the weights' checksum it belongs to
 CURATION_FILE = "curation.json"  # the app's decisions about the clusters: names and merges (mixvae.curation)
 ROUTING_FILE = "routing.npz"  # the app's routing and outlier scores of the training images, likewise

@@ -26,7 +26,8 @@ import tqdm.auto
 from mixvae import checkpoint as ckpt
 from mixvae import distributed, memory, restarts
 from mixvae.batches import BatchSource
-from mixvae.callbacks import Callback, MetricsFile, ProgressFigure, SummaryLine
+from mixvae.callbacks import Callback
+from mixvae.callbacks import standard as standard_callbacks
 from mixvae.config import ConfigError, RunConfig
 from mixvae.devices import cpu_draw
 from mixvae.evaluation import epoch_metrics
@@ -349,12 +350,8 @@ def fit(cfg: RunConfig, train_images: Any, test_images: Any = None, test_labels:
     if cfg.train.restarts not in (1, "auto"):
         return restarts.fit_restarts(cfg, train_images, test_images, test_labels, trainer_type=Trainer,
                                      run_dir=run_dir, resume=resume, runtime=runtime, log=log, callbacks=callbacks)
-    standard: list[Callback] = []
-    if run_dir is not None:
-        standard += [MetricsFile(run_dir), ProgressFigure(run_dir)]
-    if log is not None:
-        standard.append(SummaryLine(log))
-    trainer = Trainer(cfg, train_images, test_images, test_labels, run_dir, runtime, log, [*standard, *callbacks])
+    trainer = Trainer(cfg, train_images, test_images, test_labels, run_dir, runtime, log,
+                      [*standard_callbacks(run_dir, log), *callbacks])
     return trainer.run(resume)
 
 
